@@ -1,0 +1,80 @@
+# fewsam build. `make` builds every stage into build/bin/<stage>; `make test`
+# runs the whole suite; `make pipeline` (pipeline.mk) runs the experiment.
+# Every .c under common/ goes into build/libfewsam.a; every folder under
+# stages/ is one executable; every tests/unit/test_*.c is one test binary.
+
+SHELL := /bin/bash
+BUILD ?= build
+CC ?= cc
+OPT ?= -O2
+PKGS := hdf5-serial zlib libpng
+
+# Missing libraries are installed by run/deps (Debian) before anything is
+# compiled; the stamp keeps that check off the hot path of later builds.
+DEPS_STAMP := $(BUILD)/.deps-ok
+ifeq ($(filter help clean,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(DEPS_STAMP)),)
+$(shell run/deps --quiet >&2 && mkdir -p $(BUILD) && touch $(DEPS_STAMP))
+endif
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter
+ALL_CFLAGS := -std=gnu11 -fopenmp -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LDLIBS := $(PKG_LIBS) -fopenmp -lm
+
+COMMON_SRC := $(shell find common -name '*.c' | sort)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libfewsam.a
+
+STAGES := $(notdir $(patsubst %/,%,$(dir $(wildcard stages/*/main.c))))
+STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
+
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test check clean help pipeline deps
+.DEFAULT_GOAL := all
+
+all: $(STAGE_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+.SECONDARY:
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $(LIB) $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard stages/%/*.c))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# The suite: unit binaries, then end-to-end scripts over the real stages.
+test check: all $(TEST_BINS)
+	@tests/run $(BUILD)
+
+deps:
+	run/deps
+
+pipeline: all
+	@$(MAKE) --no-print-directory -f pipeline.mk pipeline
+
+help:
+	@echo "make            build every stage into $(BUILD)/bin/"
+	@echo "make test       build and run the whole test suite"
+	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
+	@echo "make deps       install the Debian packages fewsam needs"
+	@echo "make clean      remove $(BUILD)/"
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

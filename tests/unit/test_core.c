@@ -1,0 +1,103 @@
+/* core: tensors, errors, counter-based RNG, atomic files. */
+#include "test.h"
+
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/fsutil.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+static void tensor_alloc_and_convert(void) {
+    fs_tensor t, u;
+    size_t shape[3] = {2, 3, 4};
+    CHECK(fs_tensor_alloc(&t, FS_I16, 3, shape) == FS_OK);
+    CHECK(fs_tensor_numel(&t) == 24 && fs_tensor_nbytes(&t) == 48);
+    for (size_t i = 0; i < 24; i++) fs_tensor_set(&t, i, (double)i * 1000 - 5000);
+    CHECK(fs_tensor_get(&t, 23) == 18000);
+    CHECK(fs_tensor_convert(&u, &t, FS_U8) == FS_OK);
+    CHECK(fs_tensor_get(&u, 0) == 0);   /* saturates below */
+    CHECK(fs_tensor_get(&u, 23) == 255); /* and above */
+    CHECK(fs_shape_equal(&t, &u));
+    char buf[64];
+    CHECK(!strcmp(fs_shape_str(&t, buf, sizeof buf), "[2,3,4]"));
+    fs_tensor_free(&t);
+    fs_tensor_free(&u);
+}
+
+static void tensor_refuses_overflowing_shape(void) {
+    fs_tensor t;
+    size_t shape[3] = {1UL << 40, 1UL << 40, 4};
+    CHECK(fs_tensor_alloc(&t, FS_F32, 3, shape) == FS_ERR);
+    CHECK(strstr(fs_error_msg(), "overflow") != NULL);
+}
+
+static void half_floats(void) {
+    CHECK(fs_half_to_float(0x3c00) == 1.0f);
+    CHECK(fs_half_to_float(0xc000) == -2.0f);
+    CHECK(fs_half_to_float(0x0001) == ldexpf(1, -24));
+    CHECK(fs_bf16_to_float(0x3f80) == 1.0f);
+}
+
+static void rng_is_counter_based(void) {
+    fs_rng a, b;
+    fs_rng_init(&a, 42, 7);
+    for (int i = 0; i < 10; i++) fs_rng_u64(&a);
+    CHECK(fs_rng_u64(&a) == fs_hash64(42, 7, 10));
+    fs_rng_init(&b, 43, 7);
+    CHECK(fs_rng_u64(&b) != fs_hash64(42, 7, 0));
+    /* uniform in range and roughly unbiased */
+    double sum = 0;
+    fs_rng_init(&a, 1, 0);
+    for (int i = 0; i < 100000; i++) {
+        double u = fs_rng_uniform(&a);
+        CHECK(u >= 0 && u < 1);
+        sum += u;
+    }
+    CHECK_NEAR(sum / 100000, 0.5, 0.01);
+    size_t v[100], seen[100] = {0};
+    for (size_t i = 0; i < 100; i++) v[i] = i;
+    fs_rng_shuffle(&a, v, 100);
+    for (size_t i = 0; i < 100; i++) seen[v[i]]++;
+    for (size_t i = 0; i < 100; i++) CHECK(seen[i] == 1);
+}
+
+static void atomic_file_commit_and_abort(void) {
+    const char *dir = test_tmp_dir("core");
+    char path[600], tmp[4200];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    fs_atomic_file af;
+    CHECK(fs_atomic_open(&af, path) == FS_OK);
+    fputs("hello\n", af.f);
+    snprintf(tmp, sizeof tmp, "%s", af.tmp);
+    CHECK(!fs_is_file(path)); /* nothing under the final name until commit */
+    CHECK(fs_atomic_close(&af, 1) == FS_OK);
+    CHECK(fs_is_file(path) && !fs_is_file(tmp));
+    snprintf(path, sizeof path, "%s/aborted.txt", dir);
+    CHECK(fs_atomic_open(&af, path) == FS_OK);
+    fputs("half", af.f);
+    CHECK(fs_atomic_close(&af, 0) == FS_OK);
+    CHECK(!fs_is_file(path) && !fs_is_file(af.tmp));
+    char **names;
+    size_t n;
+    CHECK(fs_list_dir(dir, &names, &n) == FS_OK);
+    CHECK(n == 1 && !strcmp(names[0], "out.txt"));
+    fs_free_list(names, n);
+}
+
+static void errno_messages_name_the_file(void) {
+    unsigned char *d;
+    size_t n;
+    CHECK(fs_read_file("/nonexistent/x.nii.gz", &d, &n) == FS_ERR);
+    CHECK(!strcmp(fs_error_msg(), "cannot open '/nonexistent/x.nii.gz': no such file"));
+}
+
+int main(void) {
+    RUN(tensor_alloc_and_convert);
+    RUN(tensor_refuses_overflowing_shape);
+    RUN(half_floats);
+    RUN(rng_is_counter_based);
+    RUN(atomic_file_commit_and_abort);
+    RUN(errno_messages_name_the_file);
+    TEST_EXIT();
+}
