@@ -20,7 +20,7 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter
+CFLAGS ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation
 ALL_CFLAGS := -std=gnu11 -fopenmp -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 LDLIBS := $(PKG_LIBS) -fopenmp -lm
 

@@ -1,6 +1,8 @@
 #include "core/fsutil.h"
 
+#define _XOPEN_SOURCE 700
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,5 +141,17 @@ int fs_read_file(const char *path, unsigned char **data, size_t *size) {
     buf[n] = 0;
     *data = buf;
     *size = n;
+    return FS_OK;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+int fs_remove_tree(const char *dir) {
+    struct stat st;
+    if (lstat(dir, &st) != 0) return FS_OK;
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) return fs_error_errno("cannot remove '%s'", dir);
     return FS_OK;
 }

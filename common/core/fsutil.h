@@ -32,6 +32,8 @@ const char *fs_basename(const char *path);
  * strings; free with fs_free_list. */
 int fs_list_dir(const char *dir, char ***names, size_t *count);
 void fs_free_list(char **names, size_t count);
+/* rm -rf dir (does not follow symlinks). Missing dir is not an error. */
+int fs_remove_tree(const char *dir);
 /* Whole file into memory (malloc'd, NUL-terminated beyond size). */
 int fs_read_file(const char *path, unsigned char **data, size_t *size);
 

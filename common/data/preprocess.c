@@ -1,0 +1,248 @@
+#include "data/preprocess.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* ---- percentile ---- */
+
+static inline void swapf(float *a, float *b) {
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static inline float median3(float a, float b, float c) {
+    if (a > b) { float t = a; a = b; b = t; }
+    if (b > c) b = c;
+    return a > b ? a : b;
+}
+
+/* v [n] without NaN: afterwards v[k] is the k-th smallest, everything before
+ * it is <= and everything after it >=. Three-way partitions keep runs of
+ * equal values (background, saturated voxels) linear; pivots come from
+ * pseudo-random positions so sorted or adversarially ordered input does not
+ * degrade to quadratic time. */
+static void select_kth(float *v, size_t n, size_t k) {
+    size_t lo = 0, hi = n;
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    while (hi - lo > 16) {
+        size_t len = hi - lo;
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        float a = v[lo + (size_t)(s % len)];
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        float b = v[lo + (size_t)(s % len)];
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        float p = median3(a, b, v[lo + (size_t)(s % len)]);
+        /* [lo, lt) < p, [lt, i) == p, [gt, hi) > p */
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (v[i] < p) swapf(&v[lt++], &v[i++]);
+            else if (v[i] > p) swapf(&v[i], &v[--gt]);
+            else i++;
+        }
+        if (k < lt) hi = lt;
+        else if (k >= gt) lo = gt;
+        else return;
+    }
+    for (size_t i = lo + 1; i < hi; i++) {
+        float x = v[i];
+        size_t j = i;
+        while (j > lo && v[j - 1] > x) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+}
+
+double fs_percentile(float *v, size_t n, double q) {
+    if (n == 0 || isnan(q)) return NAN;
+    for (size_t i = 0; i < n; i++)
+        if (isnan(v[i])) return NAN;
+    if (q < 0) q = 0;
+    if (q > 100) q = 100;
+    /* numpy: virtual index (n - 1) * (q / 100), gamma its fractional part,
+     * clamped to the last element. */
+    double vi = (double)(n - 1) * (q / 100.0);
+    size_t prev = vi >= (double)(n - 1) ? n - 1 : (size_t)floor(vi);
+    double gamma = vi >= (double)(n - 1) ? 0.0 : vi - (double)prev;
+    select_kth(v, n, prev);
+    float a = v[prev], b = a;
+    if (prev + 1 < n) {
+        b = v[prev + 1];
+        for (size_t i = prev + 2; i < n; i++)
+            if (v[i] < b) b = v[i];
+    }
+    /* numpy's _lerp on a float32 array: the difference is a float32, the
+     * interpolation double, and from gamma 0.5 on it works back from b. */
+    float d = b - a;
+    if (gamma >= 0.5) return (double)b - (double)d * (1.0 - gamma);
+    return (double)a + (double)d * gamma;
+}
+
+/* ---- windowing ---- */
+
+void fs_window01(float *x, size_t n, float lo, float hi) {
+    if (!(hi > lo)) {
+        memset(x, 0, n * sizeof *x);
+        return;
+    }
+    float scale = 1.0f / (hi - lo);
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (!(v > lo)) v = lo; /* also NaN */
+        if (v > hi) v = hi;
+        x[i] = (v - lo) * scale;
+    }
+}
+
+/* ---- foreground normalisation ---- */
+
+/* The background value of x [nz, ny, nx]; 0 when there is none. */
+static int find_background(const float *x, size_t nz, size_t ny, size_t nx, size_t n,
+                           float *bg) {
+    float c[8];
+    size_t ks[2] = {0, nz - 1}, js[2] = {0, ny - 1}, is[2] = {0, nx - 1};
+    for (int m = 0; m < 8; m++)
+        c[m] = x[(ks[m >> 2] * ny + js[(m >> 1) & 1]) * nx + is[m & 1]];
+    int best = 0;
+    float best_v = 0;
+    for (int a = 0; a < 8; a++) {
+        int cnt = 0;
+        for (int b = 0; b < 8; b++) cnt += c[a] == c[b];
+        if (cnt > best) best = cnt, best_v = c[a];
+    }
+    if (best >= 5) {
+        *bg = best_v;
+        return 1;
+    }
+    float mn = INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] < mn) mn = x[i];
+    if (mn == INFINITY) return 0; /* all NaN (or +inf) */
+    size_t cnt = 0;
+    for (size_t i = 0; i < n; i++) cnt += x[i] == mn;
+    if (cnt > n / 10) {
+        *bg = mn;
+        return 1;
+    }
+    return 0;
+}
+
+int fs_normalize_foreground(float *x, size_t nz, size_t ny, size_t nx, double p_lo,
+                            double p_hi, float *background, size_t *n_fg) {
+    if (nz == 0 || ny == 0 || nx == 0) return fs_error("normalisation: empty volume");
+    if (ny > SIZE_MAX / nx || nz > SIZE_MAX / (ny * nx) ||
+        nz * ny * nx > SIZE_MAX / sizeof(float))
+        return fs_error("normalisation: volume size %zux%zux%zu overflows", nz, ny, nx);
+    if (!(p_lo >= 0 && p_lo < p_hi && p_hi <= 100))
+        return fs_error("normalisation: percentiles %g and %g are not 0 <= lo < hi <= 100",
+                        p_lo, p_hi);
+    size_t n = nz * ny * nx;
+    float bg = 0;
+    int has_bg = find_background(x, nz, ny, nx, n, &bg);
+
+    float *fg = malloc(n * sizeof *fg);
+    if (!fg) return fs_error("normalisation: out of memory for %zu voxels", n);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(x[i]) && !(has_bg && x[i] == bg)) fg[m++] = x[i];
+    if (m == 0) {
+        free(fg);
+        if (has_bg)
+            return fs_error("normalisation: no foreground voxel (all %zu voxels equal the "
+                            "background value %g)", n, (double)bg);
+        return fs_error("normalisation: no foreground voxel (all %zu voxels are NaN)", n);
+    }
+    double lo = fs_percentile(fg, m, p_lo);
+    double hi = fs_percentile(fg, m, p_hi);
+    free(fg);
+    if (!(hi > lo) || !isfinite(hi - lo))
+        return fs_error("normalisation: foreground intensity range [%g, %g] (percentiles "
+                        "%g..%g of %zu voxels) is empty: constant image", lo, hi, p_lo,
+                        p_hi, m);
+    double scale = 1.0 / (hi - lo);
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (isnan(v) || (has_bg && v == bg)) {
+            x[i] = 0;
+            continue;
+        }
+        double y = ((double)v - lo) * scale;
+        x[i] = y <= 0 ? 0.0f : y >= 1 ? 1.0f : (float)y;
+    }
+    if (background) *background = has_bg ? bg : NAN;
+    if (n_fg) *n_fg = m;
+    return FS_OK;
+}
+
+/* ---- resizing ---- */
+
+/* Source position and weights of output index d along one axis, as
+ * PyTorch's CPU kernel computes them (float arithmetic, truncation of a
+ * non-negative index). Cheap enough to recompute per pixel, which keeps the
+ * resize free of allocation. */
+static inline void linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1,
+                              float *l1) {
+    float src = scale * ((float)d + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    size_t a = (size_t)src;
+    if (a > in - 1) a = in - 1;
+    float lam = src - (float)a;
+    if (lam < 0) lam = 0;
+    if (lam > 1) lam = 1;
+    *i0 = a;
+    *i1 = a < in - 1 ? a + 1 : a;
+    *l1 = lam;
+}
+
+void fs_resize_bilinear(const float *in, size_t h, size_t w, float *out, size_t oh, size_t ow) {
+    if (h == oh && w == ow) {
+        memcpy(out, in, h * w * sizeof *in);
+        return;
+    }
+    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
+    for (size_t y = 0; y < oh; y++) {
+        size_t y0, y1;
+        float h1;
+        linear_src(h, sy, y, &y0, &y1, &h1);
+        float h0 = 1.0f - h1;
+        const float *r0 = in + y0 * w, *r1 = in + y1 * w;
+        float *o = out + y * ow;
+        for (size_t x = 0; x < ow; x++) {
+            size_t x0, x1;
+            float w1;
+            linear_src(w, sx, x, &x0, &x1, &w1);
+            float w0 = 1.0f - w1;
+            float t0 = w0 * r0[x0] + w1 * r0[x1];
+            float t1 = w0 * r1[x0] + w1 * r1[x1];
+            o[x] = h0 * t0 + h1 * t1;
+        }
+    }
+}
+
+/* torch's nearest_idx: identity and exact 2x upsampling are special-cased,
+ * otherwise floor(dst * scale) with a float scale. */
+static size_t nearest_idx(size_t d, size_t in, size_t out) {
+    if (in == out) return d;
+    if (out == 2 * in) return d >> 1;
+    float scale = (float)in / (float)out;
+    size_t s = (size_t)floorf((float)d * scale);
+    return s < in - 1 ? s : in - 1;
+}
+
+void fs_resize_nearest_u8(const uint8_t *in, size_t h, size_t w, uint8_t *out, size_t oh,
+                          size_t ow) {
+    for (size_t y = 0; y < oh; y++) {
+        const uint8_t *r = in + nearest_idx(y, h, oh) * w;
+        uint8_t *o = out + y * ow;
+        for (size_t x = 0; x < ow; x++) o[x] = r[nearest_idx(x, w, ow)];
+    }
+}
+
+void fs_remap_labels(uint8_t *lab, size_t n, const uint8_t map[256]) {
+    for (size_t i = 0; i < n; i++) lab[i] = map[lab[i]];
+}
