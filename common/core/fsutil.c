@@ -1,6 +1,6 @@
+#define _GNU_SOURCE /* nftw */
 #include "core/fsutil.h"
 
-#define _XOPEN_SOURCE 700
 #include <dirent.h>
 #include <ftw.h>
 #include <errno.h>

@@ -18,10 +18,10 @@
 
 #define NII1_HDR 348
 #define NII2_HDR 540
-/* Refuse voxel payloads (raw or as F32) above this before allocating: no
- * single medical volume comes close, and a hostile header must not make us
- * try. */
+/* Refuse grids above these before allocating: no single medical volume
+ * comes close, and a hostile header must not make us try. */
 #define NII_MAX_BYTES ((uint64_t)16 << 30)
+#define NII_MAX_VOXELS ((uint64_t)1 << 31)
 #define NII_CHUNK (1u << 20)
 
 /* What the reader needs from either header version, in native types. */
@@ -231,9 +231,9 @@ static int check_geometry(const char *path, const nii_hdr *hdr, size_t n[3], fs_
         n[a] = (size_t)d;
     }
     uint64_t widest = *elsize > 4 ? *elsize : 4; /* raw bytes, or the F32 copy */
-    if (numel > NII_MAX_BYTES / widest)
-        return fs_error("cannot read '%s': absurd dimensions %zu x %zu x %zu (over %llu GiB of voxel data)", path, n[0],
-                        n[1], n[2], (unsigned long long)(NII_MAX_BYTES >> 30));
+    if (numel >= NII_MAX_VOXELS || numel > NII_MAX_BYTES / widest)
+        return fs_error("cannot read '%s': absurd dimensions %zu x %zu x %zu (limit 2^31 voxels, %llu GiB)", path,
+                        n[0], n[1], n[2], (unsigned long long)(NII_MAX_BYTES >> 30));
     return FS_OK;
 }
 
