@@ -389,7 +389,8 @@ int fs_zip_read(fs_zip *z, size_t i, unsigned char **data, size_t *size) {
     *size = 0;
     if (i >= z->n) return fs_error("'%s': entry %zu out of range", z->path, i);
     const fs_zip_entry *e = &z->e[i];
-    uint64_t limit = e->method == 0 ? e->csize : e->csize * DEFLATE_MAX_RATIO + 1024;
+    uint64_t limit = e->method == 0 ? e->csize
+                     : e->csize > ZIP_MAX_ENTRY ? UINT64_MAX : e->csize * DEFLATE_MAX_RATIO + 1024;
     if (e->usize > limit || e->usize > ZIP_MAX_ENTRY || e->usize >= SIZE_MAX)
         return entry_fail(z, e, "declared size is absurd for its compressed size");
     if (e->method == 0 && e->csize > z->size) return entry_fail(z, e, "larger than the archive");

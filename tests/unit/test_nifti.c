@@ -259,7 +259,8 @@ static void real_synapse_label(void) {
 
 /* ---- round trips ----------------------------------------------------------- */
 
-/* A left-handed, slightly oblique affine whose column norms are the spacing. */
+/* A right-handed, slightly oblique affine whose column norms are the spacing
+ * (nearly LPS). */
 static void oblique_affine(double A[4][4], const double sp[3]) {
     double th = 0.2, ph = -0.15;
     double R[3][3] = {{-cos(th), -sin(th), 0}, {sin(th) * cos(ph), -cos(th) * cos(ph), -sin(ph)},
@@ -315,7 +316,7 @@ static void roundtrip_all_dtypes(void) {
 
 /* The writer's qform must describe the same geometry as its sform: patch
  * sform_code to 0 in a written file and the qform alone must give the affine
- * back, for a left-handed oblique grid (qfac -1) and a right-handed one. */
+ * back, for a right-handed oblique grid and a left-handed one (qfac -1). */
 static void written_qform_matches_sform(void) {
     for (int hand = 0; hand < 2; hand++) {
         fs_volume v, r;
@@ -326,7 +327,7 @@ static void written_qform_matches_sform(void) {
         v.spacing[2] = 2.5;
         oblique_affine(v.affine, v.spacing);
         if (hand)
-            for (int rr = 0; rr < 3; rr++) v.affine[rr][0] = -v.affine[rr][0]; /* now right-handed */
+            for (int rr = 0; rr < 3; rr++) v.affine[rr][0] = -v.affine[rr][0]; /* now left-handed */
         const char *p = spath("qform.nii");
         CHECK(fs_nifti_write(p, &v) == FS_OK);
         FILE *f = fopen(p, "r+b");
@@ -340,7 +341,7 @@ static void written_qform_matches_sform(void) {
             print_affine(r.affine);
             print_affine(v.affine);
         }
-        CHECKF(affine_near(r.affine, v.affine, 1e-5), "qform of a %s-handed affine", hand ? "right" : "left");
+        CHECKF(affine_near(r.affine, v.affine, 1e-5), "qform of a %s-handed affine", hand ? "left" : "right");
         fs_volume_free(&v);
         fs_volume_free(&r);
     }
@@ -451,7 +452,7 @@ static void qform_only_known_rotation(void) {
     if (!affine_near(v.affine, want, 1e-6)) print_affine(v.affine);
     CHECK(affine_near(v.affine, want, 1e-6));
     char c[3];
-    CHECK(fs_volume_axcodes(v.affine, c) == FS_OK && !memcmp(c, "API", 3));
+    CHECK(fs_volume_axcodes(v.affine, c) == FS_OK && !memcmp(c, "ALI", 3));
     fs_volume_free(&v);
 
     /* qform_code 0 and sform_code 0: diag(pixdim) */
@@ -638,6 +639,13 @@ static void nibabel_cross_check(void) {
         char c[3];
         CHECK(fs_volume_axcodes(v.affine, c) == FS_OK);
         CHECKF(!memcmp(c, codes, 3), "%s axcodes %.3s, nibabel %s", name, c, codes);
+        if (strstr(name, "_be.")) { /* make sure nibabel did write big-endian */
+            gzFile gz = gzopen(spath(name), "rb");
+            unsigned char first[4] = {0};
+            CHECK(gz && gzread(gz, first, 4) == 4);
+            gzclose(gz);
+            CHECKF(first[0] == 0 && first[1] == 0, "%s is not big-endian", name);
+        }
         char bin[160];
         snprintf(bin, sizeof bin, "%s.bin", name);
         unsigned char *ref;
