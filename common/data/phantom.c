@@ -183,7 +183,7 @@ static void warp_random(shape *o, fs_rng *r, double amount) {
 
 static void organ_hu(shape *o, fs_rng *r, int cls, double tex) {
     o->cls = cls;
-    o->hu = fs_phantom_class_hu[cls] + fs_rng_range(r, -8, 8);
+    o->hu = fs_phantom_class_hu[cls] + fs_rng_range(r, -5, 5);
     o->tex = tex;
 }
 
@@ -270,8 +270,8 @@ static void anatomy_draw(anatomy *an, fs_rng *r) {
     shape *lv = add_shape(an);
     lv->cx = fs_rng_range(r, -0.45, -0.35);
     lv->cy = fs_rng_range(r, -0.15, 0.0);
-    lv->a = fs_rng_range(r, 0.33, 0.42);
-    lv->b = fs_rng_range(r, 0.38, 0.48);
+    lv->a = fs_rng_range(r, 0.30, 0.38);
+    lv->b = fs_rng_range(r, 0.34, 0.44);
     lv->theta = fs_rng_range(r, -0.3, 0.1);
     lv->zc = fs_rng_range(r, 0.68, 0.8);
     lv->hz_lo = fs_rng_range(r, 0.3, 0.42);
@@ -296,7 +296,7 @@ static void anatomy_draw(anatomy *an, fs_rng *r) {
     sp->dcx = fs_rng_range(r, -0.04, 0.04);
     sp->dcy = fs_rng_range(r, -0.06, 0.0);
     warp_random(sp, r, 0.15);
-    organ_hu(sp, r, FS_PHANTOM_SPLEEN, 6);
+    organ_hu(sp, r, FS_PHANTOM_SPLEEN, 5);
 
     /* kidneys: paired beside the spine, long axes tilted, the right one a
      * little lower; a hilum notch on the medial side */
@@ -314,7 +314,7 @@ static void anatomy_draw(anatomy *an, fs_rng *r) {
         k->dcx = side * fs_rng_range(r, 0.0, 0.04);
         k->dcy = fs_rng_range(r, -0.03, 0.03);
         warp_random(k, r, 0.08);
-        organ_hu(k, r, side > 0 ? FS_PHANTOM_KIDNEY_L : FS_PHANTOM_KIDNEY_R, 6);
+        organ_hu(k, r, side > 0 ? FS_PHANTOM_KIDNEY_L : FS_PHANTOM_KIDNEY_R, 5);
         k->notch = side;
     }
 
@@ -348,7 +348,7 @@ static void paint_soft(const anatomy *an, const xsec *xs, double x, double y, do
         return;
     }
     /* abdominal cavity: mesenteric fat mottled with bowel */
-    *hu = HU_FAT + 5 + 125 * smoothstep(-0.3, 0.5, t2) + 6 * t1;
+    *hu = HU_FAT + 5 + 125 * smoothstep(-0.5, 0.7, 0.75 * t2 + 0.65 * t1) + 6 * t1;
     for (int s = 0; s < an->n_sh; s++) {
         const shape *o = &an->sh[s];
         const xsec *q = &xs[s];
@@ -471,7 +471,7 @@ int fs_phantom_case(uint64_t seed, size_t case_index, const fs_phantom_params *p
     anatomy_draw(&an, &r);
     texture organ_tex, bowel_tex;
     texture_init(&organ_tex, &r, 0.8, 2.5, texmem, nx, ny, nz);
-    texture_init(&bowel_tex, &r, 3.0, 6.0, texmem + TEX_K * (nx + ny + nz) * 2, nx, ny, nz);
+    texture_init(&bowel_tex, &r, 2.0, 5.0, texmem + TEX_K * (nx + ny + nz) * 2, nx, ny, nz);
 
     float *hu = ct_hu->data.data;
     uint8_t *lab = label->data.data;

@@ -521,6 +521,21 @@ static void md_text(FILE *f, const char *s) {
     }
 }
 
+/* A comparison run's mean over our classes when it has them all (so the
+ * Mean column compares like with like); otherwise its own overall mean, and
+ * *partial is set for the note. */
+static double compare_mean(const fs_report *r, const double *per_class, double own_mean, int *partial) {
+    double s = 0;
+    for (size_t k = 0; k < r->n_classes; k++) {
+        if (!isfinite(per_class[k])) {
+            *partial = 1;
+            return own_mean;
+        }
+        s += per_class[k];
+    }
+    return s / (double)r->n_classes;
+}
+
 int fs_report_write_markdown(const fs_report *r, FILE *f) {
     fs_class_scores *mean = calloc(r->n_classes, sizeof *mean);
     if (!mean) return fs_error("report: out of memory");
@@ -558,17 +573,18 @@ int fs_report_write_markdown(const fs_report *r, FILE *f) {
         for (size_t k = 0; k < r->n_classes; k++) md_cell(f, reference_dsc(ref, r->class_names[k]));
         fputc('\n', f);
     }
+    int partial = 0;
     for (size_t i = 0; i < r->n_compare; i++) {
         const fs_report_compare *c = &r->compare[i];
         fputs("| ", f);
         md_text(f, c->name);
         fputs(" DSC (%) |", f);
-        md_cell(f, 100 * c->mean_dsc);
+        md_cell(f, 100 * compare_mean(r, c->dsc, c->mean_dsc, &partial));
         for (size_t k = 0; k < r->n_classes; k++) md_cell(f, 100 * c->dsc[k]);
         fputs("\n| ", f);
         md_text(f, c->name);
         fputs(" HD95 (voxels) |", f);
-        md_cell(f, c->mean_hd95_vox);
+        md_cell(f, compare_mean(r, c->hd95_vox, c->mean_hd95_vox, &partial));
         for (size_t k = 0; k < r->n_classes; k++) md_cell(f, c->hd95_vox[k]);
         fputc('\n', f);
     }
@@ -603,6 +619,8 @@ int fs_report_write_markdown(const fs_report *r, FILE *f) {
         md_text(f, ref->source);
         fputs(", TransUNet's test split.", f);
     }
+    if (partial)
+        fputs(" A comparison run lacking some of these classes shows its own mean over its classes.", f);
     fputs("\n", f);
     free(mean);
     return ferror(f) ? fs_error("report: write failed") : FS_OK;
