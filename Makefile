@@ -7,7 +7,7 @@ SHELL := /bin/bash
 BUILD ?= build
 CC ?= cc
 OPT ?= -O2
-PKGS := hdf5-serial zlib libpng
+PKGS := hdf5-serial zlib libpng openblas
 
 # Missing libraries are installed by run/deps (Debian) before anything is
 # compiled; the stamp keeps that check off the hot path of later builds.
@@ -48,10 +48,13 @@ $(LIB): $(COMMON_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 .SECONDARY:
-.SECONDEXPANSION:
-$(BUILD)/bin/%: $(LIB) $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard stages/%/*.c))
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
+# One link rule per stage: its own objects plus the library.
+define stage_rule
+$(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard stages/$(1)/*.c)) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
+endef
+$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)

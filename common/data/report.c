@@ -569,8 +569,16 @@ int fs_report_write_markdown(const fs_report *r, FILE *f) {
         fputs("| ", f);
         md_text(f, ref->source);
         fputs(" DSC (%) |", f);
-        md_cell(f, ref->mean_dsc_percent);
-        for (size_t k = 0; k < r->n_classes; k++) md_cell(f, reference_dsc(ref, r->class_names[k]));
+        double *rd = malloc(r->n_classes * sizeof *rd);
+        if (!rd) {
+            free(mean);
+            return fs_error("report: out of memory");
+        }
+        for (size_t k = 0; k < r->n_classes; k++) rd[k] = reference_dsc(ref, r->class_names[k]);
+        int ref_partial = 0;
+        md_cell(f, compare_mean(r, rd, ref->mean_dsc_percent, &ref_partial));
+        for (size_t k = 0; k < r->n_classes; k++) md_cell(f, rd[k]);
+        free(rd);
         fputc('\n', f);
     }
     int partial = 0;
@@ -619,8 +627,9 @@ int fs_report_write_markdown(const fs_report *r, FILE *f) {
         md_text(f, ref->source);
         fputs(", TransUNet's test split.", f);
     }
-    if (partial)
-        fputs(" A comparison run lacking some of these classes shows its own mean over its classes.", f);
+    if (ref || r->n_compare)
+        fputs(" The Mean of the reference and comparison rows averages the classes shown", f);
+    fputs(partial ? " (a comparison run lacking some of them shows its own mean)." : ref || r->n_compare ? "." : "", f);
     fputs("\n", f);
     free(mean);
     return ferror(f) ? fs_error("report: write failed") : FS_OK;

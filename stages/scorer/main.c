@@ -301,6 +301,15 @@ static int score_case(scorer *S, size_t i, fs_class_scores *all, fs_class_scores
                 break;
             }
     if (!rc) {
+        /* a NIfTI prediction can hold any label; those past the classes score nothing */
+        const uint8_t *pl = pred.data;
+        size_t n = fs_tensor_numel(&pred), stray = 0;
+        for (size_t v = 0; v < n; v++) stray += pl[v] >= S->meta.n_classes;
+        if (stray)
+            fs_warn("'%s': %zu voxels hold labels past the %zu classes of the truth; they count as background",
+                    ppath, stray, S->meta.n_classes);
+    }
+    if (!rc) {
         const size_t *sh = t.label.shape;
         rc = fs_metrics_case(pred.data, t.label.data, sh, sp, S->meta.n_classes, all);
         if (rc) fs_error_wrap("scoring case '%s'", id);
@@ -330,11 +339,11 @@ int main(int argc, char **argv) {
         fs_cli_die();
     }
     if (list_cases(S.o.truth, &S.cases, &S.n_cases)) fs_cli_die();
+    warn_extra_predictions(S.o.pred, S.cases, S.n_cases);
     /* Every case needs its prediction: find out before the long part. */
     char path[4096];
     for (size_t i = 0; i < S.n_cases; i++)
         if (find_prediction(S.o.pred, S.cases[i], path, sizeof path)) fs_cli_die();
-    warn_extra_predictions(S.o.pred, S.cases, S.n_cases);
     fs_info("scoring %zu cases from '%s' against '%s'", S.n_cases, S.o.pred, S.o.truth);
 
     for (size_t i = 0; i < S.o.n_compare; i++)

@@ -205,7 +205,7 @@ def transunet_layout_loads():
             lab = (rng.random((32, 24)) * 9).astype(np.uint8)
             np.savez(os.path.join(root, "train_npz", f"case{case:04d}_slice{s:03d}.npz"), image=im, label=lab)
     vol = rng.random((3, 32, 24), dtype=np.float32)
-    vlab = (rng.random((3, 32, 24)) * 9).astype(np.float32)
+    vlab = np.floor(rng.random((3, 32, 24)) * 9).astype(np.float32)  # TransUNet stores labels as floats
     with h5py.File(os.path.join(root, "test_vol_h5", "case0001.npy.h5"), "w") as h:
         h["image"] = vol
         h["label"] = vlab

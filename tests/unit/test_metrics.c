@@ -4,8 +4,10 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "data/metrics.h"
+#include "data/report.h"
 
 static const double UNIT[3] = {1, 1, 1};
 
@@ -342,6 +344,158 @@ static void percentile_like_numpy(void) {
     CHECK(fs_metrics_percentile(v4, 10, 0) == 0);
 }
 
+
+/* ---- report ---- */
+
+static const char *const organs[8] = {"aorta", "gallbladder", "left kidney", "right kidney",
+                                      "liver", "pancreas", "spleen", "stomach"};
+
+/* Two synapse cases with known scores: class k scores DSC k/10 and 0.5 + k/10
+ * in the two cases, HD95 k and 3k mm, 2k and 6k voxels. */
+static int two_case_report(fs_report *r) {
+    if (fs_report_init(r, "synapse", 8, organs)) return FS_ERR;
+    fs_class_scores s[8];
+    for (int c = 0; c < 2; c++) {
+        for (int k = 0; k < 8; k++) {
+            memset(&s[k], 0, sizeof s[k]);
+            s[k].dsc = (c ? 0.5 : 0) + k / 10.0;
+            s[k].hd95_mm = (c ? 3 : 1) * k;
+            s[k].hd95_vox = (c ? 6 : 2) * k;
+            s[k].n_pred = s[k].n_truth = 10;
+        }
+        s[0].n_pred = 0; /* counted in the note */
+        if (fs_report_add_case(r, c ? "case0002" : "case0001", s)) return FS_ERR;
+    }
+    return FS_OK;
+}
+
+static char *slurp(const char *path) {
+    unsigned char *d;
+    size_t n;
+    return fs_read_file(path, &d, &n) ? NULL : (char *)d;
+}
+
+static void report_means_and_reference(void) {
+    fs_report r;
+    CHECK(two_case_report(&r) == FS_OK);
+    fs_class_scores m[8];
+    double md, mm, mv;
+    fs_report_means(&r, m, &md, &mm, &mv);
+    CHECK_NEAR(m[3].dsc, 0.55, 1e-12);
+    CHECK_NEAR(m[3].hd95_mm, 6, 1e-12);
+    CHECK_NEAR(m[3].hd95_vox, 12, 1e-12);
+    CHECK_NEAR(md, 0.25 + 0.35, 1e-12);
+    CHECK_NEAR(mm, 2 * 3.5, 1e-12);
+    CHECK_NEAR(mv, 4 * 3.5, 1e-12);
+    const fs_report_reference *ref = fs_report_reference_for("synapse");
+    CHECK(ref && ref->n_classes == 8 && ref->mean_dsc_percent == 81.88);
+    CHECK(!strcmp(ref->class_names[4], "liver") && ref->dsc_percent[4] == 94.80);
+    double sum = 0;
+    for (int k = 0; k < 8; k++) sum += ref->dsc_percent[k];
+    CHECK_NEAR(sum / 8, ref->mean_dsc_percent, 0.01); /* the published mean is their mean */
+    CHECK(fs_report_reference_for("brats") == NULL);
+    fs_report_free(&r);
+}
+
+static void report_tables_and_compare(void) {
+    const char *dir = test_tmp_dir("test_metrics_report");
+    fs_report r, r2;
+    CHECK(two_case_report(&r) == FS_OK);
+    CHECK(fs_report_write_dir(&r, dir) == FS_OK);
+    char path[600];
+    snprintf(path, sizeof path, "%s/scores.md", dir);
+    char *md = slurp(path);
+    CHECK(md != NULL);
+    int has = strstr(md, "| DSC (%) | 60.00 | 25.00 | 35.00 |") && strstr(md, "| HD95 (mm) | 7.00 |") &&
+              strstr(md, "SAMed (Zhang & Liu 2023") && strstr(md, " DSC (%) | 81.88 | 87.77 | 69.11 | 80.45 |") &&
+              strstr(md, "| case0002 HD95 (mm) |") && strstr(md, "2 case-class pairs had an empty prediction");
+    free(md);
+    CHECK(has);
+    snprintf(path, sizeof path, "%s/scores.csv", dir);
+    char *csv = slurp(path);
+    CHECK(csv != NULL);
+    int lines = 0;
+    for (char *p = csv; *p; p++) lines += *p == '\n';
+    has = !strncmp(csv, "case,class,dsc,hd95_mm,hd95_vox\ncase0001,aorta,0,0,0\n", 52);
+    free(csv);
+    CHECK(lines == 17 && has);
+
+    /* a second run compared with the first: mean row from its scores.json */
+    snprintf(path, sizeof path, "%s/scores.json", dir);
+    const char *sub[2] = {"liver", "spleen"};
+    CHECK(fs_report_init(&r2, "synapse", 2, sub) == FS_OK);
+    fs_class_scores s[2] = {{.dsc = 0.9, .n_pred = 1, .n_truth = 1}, {.dsc = 0.8, .n_pred = 1, .n_truth = 1}};
+    CHECK(fs_report_add_case(&r2, "case0001", s) == FS_OK);
+    CHECK(fs_report_add_compare(&r2, "zero-shot", path) == FS_OK);
+    CHECK(r2.n_compare == 1);
+    CHECK_NEAR(r2.compare[0].dsc[0], 0.65, 1e-12);  /* liver: (0.4 + 0.9) / 2 */
+    CHECK_NEAR(r2.compare[0].hd95_vox[1], 24, 1e-12); /* spleen: (12 + 36) / 2 */
+    CHECK_NEAR(r2.compare[0].mean_dsc, 0.6, 1e-12);
+    FILE *f = tmpfile();
+    CHECK(f && fs_report_write_markdown(&r2, f) == FS_OK);
+    char buf[8192];
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    /* the Mean column of comparison and reference rows averages our classes */
+    CHECKF(strstr(buf, "Table 1) DSC (%) | 91.76 | 94.80 | 88.72 |") != NULL, "%s", buf);
+    CHECKF(strstr(buf, "| zero-shot DSC (%) | 75.00 | 65.00 | 85.00 |") != NULL, "%s", buf);
+    fs_report_free(&r2);
+    fs_report_free(&r);
+}
+
+static void report_rejects_bad_compare(void) {
+    const char *dir = test_tmp_dir("test_metrics_badjson");
+    static const char *const bad[] = {
+        "{\"mean\": {\"dsc\": {}}, \"mean_dsc\": ",     /* truncated */
+        "{\"cases\": []}",                             /* not a scores.json */
+        "[1, 2, 3]",                                   /* not an object */
+        "{\"mean\": {}, \"mean_dsc\": 0.5} trailing",  /* trailing data */
+        "{\"mean\": {\"a\": \"\\q\"}, \"mean_dsc\": 1}", /* bad escape */
+        "",
+    };
+    fs_report r;
+    const char *one[1] = {"liver"};
+    CHECK(fs_report_init(&r, "x", 1, one) == FS_OK);
+    char path[600];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s/bad%zu.json", dir, i);
+        FILE *f = fopen(path, "w");
+        CHECK(f);
+        fputs(bad[i], f);
+        fclose(f);
+        CHECKF(fs_report_add_compare(&r, "b", path) == FS_ERR, "case %zu accepted", i);
+        CHECKF(strstr(fs_error_msg(), path) != NULL, "message does not name the file: %s", fs_error_msg());
+    }
+    /* deep nesting is refused, not a stack overflow */
+    snprintf(path, sizeof path, "%s/deep.json", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    for (int i = 0; i < 100000; i++) fputc('[', f);
+    fclose(f);
+    CHECK(fs_report_add_compare(&r, "b", path) == FS_ERR);
+    CHECK(strstr(fs_error_msg(), "nested") != NULL);
+    CHECK(r.n_compare == 0);
+    fs_report_free(&r);
+}
+
+/* A directory that does not exist: an error and no files anywhere. */
+static void report_write_dir_all_or_nothing(void) {
+    const char *dir = test_tmp_dir("test_metrics_nodir");
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/no/such", dir);
+    fs_report r;
+    CHECK(two_case_report(&r) == FS_OK);
+    CHECK(fs_report_write_dir(&r, missing) == FS_ERR);
+    char **names;
+    size_t n;
+    CHECK(fs_list_dir(dir, &names, &n) == FS_OK);
+    fs_free_list(names, n);
+    CHECK(n == 0);
+    fs_report_free(&r);
+}
+
 int main(void) {
     RUN(identical_masks);
     RUN(shifted_lines_by_hand);
@@ -355,5 +509,9 @@ int main(void) {
     RUN(case_scores_match_per_class);
     RUN(edt_exact);
     RUN(percentile_like_numpy);
+    RUN(report_means_and_reference);
+    RUN(report_tables_and_compare);
+    RUN(report_rejects_bad_compare);
+    RUN(report_write_dir_all_or_nothing);
     TEST_EXIT();
 }
