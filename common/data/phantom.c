@@ -10,7 +10,7 @@
 const fs_phantom_params fs_phantom_default_params = FS_PHANTOM_PARAMS_DEFAULT;
 
 const char *const fs_phantom_class_names[] = {"background", "liver",        "spleen",
-                                              "left_kidney", "right_kidney", "aorta",
+                                              "left kidney", "right kidney", "aorta",
                                               "stomach"};
 const size_t fs_phantom_n_classes = FS_PHANTOM_N_CLASSES;
 

@@ -621,7 +621,8 @@ static int attr_set_array(fs_h5 *f, const char *obj, const char *key, hid_t ft, 
                           size_t n) {
     if (n == 0) return fs_error("'%s': attribute '%s' on '%s': no values", f->path, key, obj);
     hsize_t dim = n;
-    hid_t sp = H5Screate_simple(1, &dim, NULL);
+    /* One value is stored as a scalar: h5py then reads 1, not [1]. */
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
     int rc = attr_write(f, obj, key, ft, mt, sp, v);
     H5Sclose(sp);
     return rc;

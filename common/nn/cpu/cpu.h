@@ -1,0 +1,55 @@
+/* Internals of the fast CPU backend (fs_nn_cpu): the entries of the table,
+ * the threaded sgemm wrapper they share, and vectorised math helpers.
+ *
+ * Threading model: OpenBLAS is kept single-threaded (set once, on the first
+ * call into this backend) and all parallelism comes from OpenMP, so that
+ * OpenBLAS's spinning worker threads never compete with OpenMP's for the
+ * same cores. Large products are split over the OpenMP team by rows (or by
+ * columns when there are few rows); attention is parallel over (batch, head,
+ * block of query rows) with one single-threaded sgemm per task. */
+#ifndef FS_NN_CPU_H
+#define FS_NN_CPU_H
+
+#include <stddef.h>
+
+/* Makes OpenBLAS single-threaded, once per process. */
+void fs_nn_cpu_init(void);
+
+/* C[M, N] = alpha * A[M, K] @ op(B) + beta * C, row-major with leading
+ * dimensions; op(B) = B[N, K]^T when trans_b, else B[K, N]. Splits the work
+ * over the OpenMP team unless already inside a parallel region or tiny. */
+void fs_nn_cpu_gemm(int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
+/* The same, always on the calling thread (for use inside parallel regions). */
+void fs_nn_cpu_gemm_serial(int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                           const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
+/* Row kernels, vectorised for the running CPU. */
+/* s[n] <- exp(s - max s); returns the sum of the new values. */
+float fs_nn_cpu_softmax_row(float *s, size_t n);
+/* s[ky*Wg + kx] += rh[ky] + rw[kx] for a Hg x Wg key grid. */
+void fs_nn_cpu_add_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg);
+/* out[n] = gelu(inp[n]) (erf form); out may equal inp. */
+void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n);
+
+void fs_nn_cpu_linear_forward(float *out, const float *inp, const float *w, const float *bias, size_t M, size_t K,
+                              size_t N);
+void fs_nn_cpu_layernorm_forward(float *out, const float *inp, const float *w, const float *b, size_t M, size_t C,
+                                 float eps);
+void fs_nn_cpu_gelu_forward(float *out, const float *inp, size_t n);
+void fs_nn_cpu_relu_forward(float *out, const float *inp, size_t n);
+void fs_nn_cpu_attention_forward(float *out, const float *q, const float *k, const float *v, size_t B, size_t Nq,
+                                 size_t Nk, size_t H, size_t D, float scale);
+void fs_nn_cpu_attention_relpos_forward(float *out, const float *qkv, const float *rel_h, const float *rel_w,
+                                        size_t B, size_t Hg, size_t Wg, size_t H, size_t D, float scale);
+void fs_nn_cpu_patch_embed_forward(float *out, const float *inp, const float *w, const float *b, size_t B,
+                                   size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, size_t B, size_t H, size_t W,
+                               size_t Cin, size_t Cout);
+void fs_nn_cpu_conv_transpose2x2_forward(float *out, const float *inp, const float *w, const float *b, size_t B,
+                                         size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_nn_cpu_resize_bilinear_forward(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                       size_t Wo);
+
+#endif

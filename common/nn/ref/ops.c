@@ -1,0 +1,17 @@
+/* The reference backend's table. */
+#include "nn/nn.h"
+#include "nn/ref/ref.h"
+
+const fs_nn_ops fs_nn_ref = {
+    .name = "ref",
+    .linear_forward = fs_ref_linear_forward,
+    .layernorm_forward = fs_ref_layernorm_forward,
+    .gelu_forward = fs_ref_gelu_forward,
+    .relu_forward = fs_ref_relu_forward,
+    .attention_forward = fs_ref_attention_forward,
+    .attention_relpos_forward = fs_ref_attention_relpos_forward,
+    .patch_embed_forward = fs_ref_patch_embed_forward,
+    .conv3x3_forward = fs_ref_conv3x3_forward,
+    .conv_transpose2x2_forward = fs_ref_conv_transpose2x2_forward,
+    .resize_bilinear_forward = fs_ref_resize_bilinear_forward,
+};

@@ -1,0 +1,28 @@
+/* The reference backend's kernels, one per fs_nn_ops entry (shapes as in
+ * nn/nn.h). Plain loops accumulating in double: slow, but the definition of
+ * correctness for the other backends. */
+#ifndef FS_NN_REF_H
+#define FS_NN_REF_H
+
+#include <stddef.h>
+
+void fs_ref_linear_forward(float *out, const float *inp, const float *w, const float *bias, size_t M, size_t K,
+                           size_t N);
+void fs_ref_layernorm_forward(float *out, const float *inp, const float *w, const float *b, size_t M, size_t C,
+                              float eps);
+void fs_ref_gelu_forward(float *out, const float *inp, size_t n);
+void fs_ref_relu_forward(float *out, const float *inp, size_t n);
+void fs_ref_attention_forward(float *out, const float *q, const float *k, const float *v, size_t B, size_t Nq,
+                              size_t Nk, size_t H, size_t D, float scale);
+void fs_ref_attention_relpos_forward(float *out, const float *qkv, const float *rel_h, const float *rel_w, size_t B,
+                                     size_t Hg, size_t Wg, size_t H, size_t D, float scale);
+void fs_ref_patch_embed_forward(float *out, const float *inp, const float *w, const float *b, size_t B, size_t Cin,
+                                size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_ref_conv3x3_forward(float *out, const float *inp, const float *w, size_t B, size_t H, size_t W, size_t Cin,
+                            size_t Cout);
+void fs_ref_conv_transpose2x2_forward(float *out, const float *inp, const float *w, const float *b, size_t B,
+                                      size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_ref_resize_bilinear_forward(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                    size_t Wo);
+
+#endif

@@ -1,0 +1,40 @@
+# pipeline.mk: stages run in order, settings stamps rerun exactly what a
+# changed setting shapes, and the score rule scores a predictions folder.
+. tests/lib.sh
+d=$(scratch pipeline)
+mk() { make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEMO_CASES=3 "$@" 2>&1; }
+ran() { grep -oE "^$BIN/[a-z-]+" | sed "s|^$BIN/||" | sort | tr '\n' ' '; }
+
+out=$(mk exemplars | ran)
+[ "$out" = "exemplar-sampler loader " ] && pass first_run_runs_loader_and_sampler || fail first_run_runs_loader_and_sampler "ran: $out"
+[ -f "$d/run/exemplars.h5" ] && [ -f "$d/run/exemplars.json" ] && [ -f "$d/run/data/index.json" ] \
+  && pass outputs_in_run_folder || fail outputs_in_run_folder "missing outputs in $d/run"
+out=$(mk exemplars | ran)
+[ -z "$out" ] && pass nothing_reruns_unchanged || fail nothing_reruns_unchanged "ran: $out"
+out=$(mk exemplars FRACTION=0.1 | ran)
+[ "$out" = "exemplar-sampler " ] && pass fraction_reruns_sampler_only || fail fraction_reruns_sampler_only "ran: $out"
+out=$(mk exemplars FRACTION=0.1 SAMPLER_STRATEGY=uniform | ran)
+[ "$out" = "exemplar-sampler " ] && pass strategy_reruns_sampler_only || fail strategy_reruns_sampler_only "ran: $out"
+out=$(mk exemplars FRACTION=0.1 SAMPLER_STRATEGY=uniform SEED=5 | ran)
+[ "$out" = "exemplar-sampler loader " ] && pass seed_reruns_loader_and_sampler || fail seed_reruns_loader_and_sampler "ran: $out"
+
+# Predictions equal to the truth score DSC 1 for every class present.
+mkdir -p "$d/pred"
+/usr/bin/python3 - "$d/run/data/test" "$d/pred" <<'PY'
+import glob, os, sys, h5py
+for f in glob.glob(os.path.join(sys.argv[1], "*.h5")):
+    with h5py.File(f, "r") as t, h5py.File(os.path.join(sys.argv[2], os.path.basename(f)), "w") as p:
+        for k in ("schema", "dataset", "provenance", "case_id", "spacing", "affine", "version"):
+            p.attrs[k] = t.attrs[k]
+        p.attrs["schema"] = "fewsam.prediction"
+        p["label"] = t["label"][()]
+        p["classes"] = t["classes"][()]
+PY
+out=$(mk score FRACTION=0.1 SAMPLER_STRATEGY=uniform SEED=5 PRED="$d/pred")
+ran_again=$(ran <<<"$out")
+if [ -f "$d/run/scores/scores.json" ] && /usr/bin/python3 -c "
+import json,sys; s=json.load(open('$d/run/scores/scores.json'))
+assert s['mean_dsc'] == 1.0, s['mean_dsc']" 2>/dev/null; then pass score_rule_scores_predictions
+else fail score_rule_scores_predictions "$(tail -3 <<<"$out")"; fi
+[ "$ran_again" = "scorer " ] && pass score_reruns_only_scorer || fail score_reruns_only_scorer "ran: $ran_again"
+finish
