@@ -14,7 +14,10 @@ PKGS := hdf5-serial zlib libpng openblas
 DEPS_STAMP := $(BUILD)/.deps-ok
 ifeq ($(filter help clean,$(MAKECMDGOALS)),)
 ifeq ($(wildcard $(DEPS_STAMP)),)
-$(shell run/deps --quiet >&2 && mkdir -p $(BUILD) && touch $(DEPS_STAMP))
+DEPS_OK := $(shell run/deps --quiet >&2 && mkdir -p $(BUILD) && touch $(DEPS_STAMP) && echo ok)
+ifneq ($(DEPS_OK),ok)
+$(error the Debian packages fewsam needs are missing and run/deps could not install them (see above))
+endif
 endif
 endif
 

@@ -289,7 +289,7 @@ int fs_ckpt_read_f32(fs_ckpt *c, size_t i, float *dst, size_t numel) {
         return fs_error("'%s': tensor '%s' has %zu elements, %zu expected", c->path, it->e.name, n, numel);
     if (it->e.dtype == FS_F32) return read_raw(c, it, dst, n);
     size_t esize = fs_dtype_size(it->e.dtype);
-    void *tmp = malloc(n * esize ? n * esize : 1);
+    void *tmp = malloc(n ? n * esize : 1);
     if (!tmp) return fs_error("'%s': tensor '%s': out of memory", c->path, it->e.name);
     int rc = read_raw(c, it, tmp, n);
     if (!rc) to_f32(dst, tmp, it->e.dtype, n);

@@ -40,7 +40,7 @@ struct fs_pk_value {
     double f;              /* FLOAT */
     char *s;               /* STR, BYTES (NUL-terminated copy); STORAGE: key; GLOBAL: "module.name" */
     size_t len;            /* STR, BYTES bytes */
-    fs_pk_value **items;   /* TUPLE, LIST: [n]; DICT: [2n] as key, value, key, value... */
+    fs_pk_value **items;   /* TUPLE, LIST: [n]; DICT: [n] as key, value, key, value... */
     size_t n, cap;
     int global;            /* GLOBAL: which one (private to pickle.c) */
     fs_dtype dtype;        /* STORAGE, and GLOBAL storage types */

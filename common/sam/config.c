@@ -87,7 +87,7 @@ int fs_sam_config_validate(const fs_sam_config *c) {
     if (!c->embed_dim || !c->num_heads || c->embed_dim % c->num_heads)
         return fs_error("SAM config: embed_dim %zu is not a multiple of num_heads %zu", c->embed_dim, c->num_heads);
     if (!c->mlp_ratio || !c->window_size) return fs_error("SAM config: mlp_ratio and window_size must be positive");
-    if (!c->out_chans || c->out_chans % 8 || c->out_chans % 2)
+    if (!c->out_chans || c->out_chans % 8)
         return fs_error("SAM config: out_chans %zu must be a positive multiple of 8", c->out_chans);
     if (!c->dec_depth || c->dec_depth > FS_SAM_MAX_DEC_DEPTH)
         return fs_error("SAM config: dec_depth %zu out of range 1..%d", c->dec_depth, FS_SAM_MAX_DEC_DEPTH);

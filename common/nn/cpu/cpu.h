@@ -15,6 +15,10 @@
 /* Makes OpenBLAS single-threaded, once per process. */
 void fs_nn_cpu_init(void);
 
+/* malloc that exits with a one-line error naming `what` when memory is out
+ * (the kernels' signatures cannot report failure). */
+void *fs_nn_cpu_alloc(size_t n, const char *what);
+
 /* C[M, N] = alpha * A[M, K] @ op(B) + beta * C, row-major with leading
  * dimensions; op(B) = B[N, K]^T when trans_b, else B[K, N]. Splits the work
  * over the OpenMP team unless already inside a parallel region or tiny. */

@@ -17,9 +17,9 @@ static void init_blas(void) { openblas_set_num_threads(1); }
 
 void fs_nn_cpu_init(void) { pthread_once(&init_once, init_blas); }
 
-/* The kernels' signatures cannot report failure; a few megabytes of scratch
- * that cannot be had leave nothing sensible to compute. */
-static void *xmalloc(size_t n, const char *what) {
+/* A few megabytes of scratch that cannot be had leave nothing sensible to
+ * compute, and the kernels have no error return. */
+void *fs_nn_cpu_alloc(size_t n, const char *what) {
     void *p = malloc(n ? n : 1);
     if (!p) {
         fprintf(stderr, "fewsam: error: out of memory (%zu bytes for %s)\n", n, what);
@@ -88,7 +88,7 @@ void fs_nn_cpu_linear_forward(float *out, const float *inp, const float *w, cons
 void fs_nn_cpu_patch_embed_forward(float *out, const float *inp, const float *w, const float *b, size_t B,
                                    size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C) {
     size_t Gh = Hi / P, Gw = Wi / P, M = B * Gh * Gw, K = Cin * P * P;
-    float *col = xmalloc(M * K * sizeof(float), "patch embedding");
+    float *col = fs_nn_cpu_alloc(M * K * sizeof(float), "patch embedding");
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t bi = 0; bi < B; bi++)
         for (size_t gy = 0; gy < Gh; gy++)
@@ -111,7 +111,7 @@ void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, siz
                                size_t Cin, size_t Cout) {
     fs_nn_cpu_init();
     size_t K = 9 * Cin, M = B * H * W;
-    float *wr = xmalloc(Cout * K * sizeof(float), "conv3x3 weights");
+    float *wr = fs_nn_cpu_alloc(Cout * K * sizeof(float), "conv3x3 weights");
     for (size_t co = 0; co < Cout; co++)
         for (size_t ci = 0; ci < Cin; ci++)
             for (size_t k = 0; k < 9; k++) wr[co * K + k * Cin + ci] = w[(co * Cin + ci) * 9 + k];
@@ -120,7 +120,7 @@ void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, siz
     size_t nchunks = (M + chunk - 1) / chunk;
 #pragma omp parallel
     {
-        float *col = xmalloc(chunk * K * sizeof(float), "conv3x3 columns");
+        float *col = fs_nn_cpu_alloc(chunk * K * sizeof(float), "conv3x3 columns");
 #pragma omp for schedule(dynamic, 1)
         for (size_t c = 0; c < nchunks; c++) {
             size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
@@ -152,7 +152,7 @@ void fs_nn_cpu_conv_transpose2x2_forward(float *out, const float *inp, const flo
                                          size_t H, size_t W, size_t Cin, size_t Cout) {
     fs_nn_cpu_init();
     size_t N4 = 4 * Cout, M = B * H * W;
-    float *wr = xmalloc(N4 * Cin * sizeof(float), "conv_transpose2x2 weights");
+    float *wr = fs_nn_cpu_alloc(N4 * Cin * sizeof(float), "conv_transpose2x2 weights");
     for (size_t ci = 0; ci < Cin; ci++)
         for (size_t co = 0; co < Cout; co++)
             for (size_t k = 0; k < 4; k++) wr[(k * Cout + co) * Cin + ci] = w[(ci * Cout + co) * 4 + k];
@@ -161,7 +161,7 @@ void fs_nn_cpu_conv_transpose2x2_forward(float *out, const float *inp, const flo
     size_t nchunks = (M + chunk - 1) / chunk;
 #pragma omp parallel
     {
-        float *tmp = xmalloc(chunk * N4 * sizeof(float), "conv_transpose2x2 scratch");
+        float *tmp = fs_nn_cpu_alloc(chunk * N4 * sizeof(float), "conv_transpose2x2 scratch");
 #pragma omp for schedule(dynamic, 1)
         for (size_t c = 0; c < nchunks; c++) {
             size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;

@@ -1,0 +1,103 @@
+/* The Segment Anything Model, forward pass exactly as the official PyTorch
+ * code computes it (facebookresearch/segment-anything), on float32 with the
+ * kernels of any fs_nn_ops backend.
+ *
+ * Layouts: images channels-first [B, 3, H, W] as torch; image embeddings
+ * channels-last [B, g, g, D] (g = img_size / patch_size, D = out_chans),
+ * the layout the decoder consumes; masks [n, H, W] row-major.
+ *
+ *   fs_sam *m;
+ *   fs_sam_load(&m, "sam_vit_b_01ec64.pth", 0);
+ *   fs_sam_encode_raw(m, ops, image, 1, h, w, embed);
+ *   fs_sam_decode(m, ops, embed, &prompt, FS_SAM_MASKS_MULTI, low, iou, &n);
+ *   fs_sam_postprocess(m, ops, low, n, h, w, orig_h, orig_w, masks);
+ */
+#ifndef FS_SAM_H
+#define FS_SAM_H
+
+#include <stddef.h>
+
+#include "nn/nn.h"
+#include "sam/config.h"
+#include "sam/params.h"
+
+/* Receives intermediate activations in the official layout (e.g.
+ * "image_embeddings" [B, D, g, g]); data is valid during the call only. */
+typedef void (*fs_sam_tap_fn)(void *ctx, const char *name, const float *data, int ndim, const size_t *shape);
+
+/* The encoder's activations for one batch size, one allocation, reused by
+ * every block. */
+typedef struct {
+    size_t batch;
+    float *mem;
+    float *x;   /* [B, g, g, C] residual stream */
+    float *xn;  /* [B, g, g, C] normalised / projected */
+    float *win; /* [B * Gp * Gp, C] zero-padded windows (Gp: grid rounded up to the window) */
+    float *qkv; /* [B * Gp * Gp, 3C] */
+    float *att; /* [B * Gp * Gp, C] */
+    float *hid; /* [B * g * g, mlp_ratio * C] */
+    float *n1, *n2; /* [B, g, g, D] neck */
+} fs_sam_encoder_acts;
+
+typedef struct fs_sam {
+    fs_sam_config cfg;      /* as run: img_size may differ from the checkpoint's */
+    fs_sam_config ckpt_cfg; /* as stored */
+    fs_sam_params p;
+    float *image_pe;        /* [g, g, D] dense positional encoding (get_dense_pe), channels-last */
+    fs_sam_encoder_acts acts;
+    fs_sam_tap_fn tap;
+    void *tap_ctx;
+} fs_sam;
+
+/* Loads a .pth or .safetensors checkpoint (configuration read off it, every
+ * tensor checked by name and shape). img_size 0 keeps the checkpoint's;
+ * another multiple of the patch size resizes pos_embed and the global rel-pos
+ * tables (SAMed's way). */
+int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size);
+void fs_sam_free(fs_sam *m);
+/* fn NULL switches taps off (and with them the transposes they cost). */
+void fs_sam_set_tap(fs_sam *m, fs_sam_tap_fn fn, void *ctx);
+
+/* img[B, 3, h, w] pixel values in [0, 255] -> out[B, 3, S, S] (S = img_size):
+ * (x - pixel_mean) / pixel_std, zero-padded bottom/right (Sam.preprocess). */
+int fs_sam_preprocess(const fs_sam *m, const float *img, size_t B, size_t h, size_t w, float *out);
+
+/* pre[B, 3, S, S] preprocessed -> embed[B, g, g, D]. */
+int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, float *embed);
+/* img[B, 3, h, w] in [0, 255] (h, w <= S) -> embed[B, g, g, D]. */
+int fs_sam_encode_raw(fs_sam *m, const fs_nn_ops *ops, const float *img, size_t B, size_t h, size_t w, float *embed);
+
+/* One prompt set in the input frame (S x S pixels, x then y). No points and
+ * no box is the prompt-free (semantic) case: no sparse tokens at all. */
+typedef struct {
+    const float *points; /* [n_points, 2] (x, y) */
+    const int *labels;   /* [n_points]: 1 foreground, 0 background, -1 not a point */
+    size_t n_points;
+    const float *box;    /* [4] x0, y0, x1, y1, or NULL */
+} fs_sam_prompt;
+
+typedef enum {
+    FS_SAM_MASKS_SINGLE, /* multimask_output=False: mask token 0 */
+    FS_SAM_MASKS_MULTI,  /* multimask_output=True: tokens 1..num_multimask */
+    FS_SAM_MASKS_ALL     /* every mask token (prompt-free multi-class use) */
+} fs_sam_mask_mode;
+
+/* Masks that decode returns for a mode. */
+size_t fs_sam_mask_count(const fs_sam *m, fs_sam_mask_mode mode);
+/* Sparse tokens of a prompt: points (+1 padding point when there is no box) + 2 per box. */
+size_t fs_sam_sparse_count(const fs_sam_prompt *pr);
+/* sparse[fs_sam_sparse_count(pr), D] (PromptEncoder._embed_points/_embed_boxes). */
+int fs_sam_embed_prompt(const fs_sam *m, const fs_sam_prompt *pr, float *sparse);
+
+/* One image's embedding embed[g, g, D] and one prompt set -> low-res mask
+ * logits low[n, 4g, 4g] and predicted IoU iou[n], n = fs_sam_mask_count(mode)
+ * (stored in *n_out when not NULL). Dense prompt: no_mask_embed. */
+int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_sam_prompt *pr,
+                  fs_sam_mask_mode mode, float *low, float *iou, size_t *n_out);
+
+/* Sam.postprocess_masks: low[n, 4g, 4g] -> bilinear to S x S -> crop to
+ * in_h x in_w -> bilinear to out[n, orig_h, orig_w]. */
+int fs_sam_postprocess(const fs_sam *m, const fs_nn_ops *ops, const float *low, size_t n, size_t in_h, size_t in_w,
+                       size_t orig_h, size_t orig_w, float *out);
+
+#endif

@@ -1,0 +1,268 @@
+/* nn: every entry of the fast CPU backend against the reference backend
+ * (its naive twin) on random inputs, at sizes that are multiples of nothing,
+ * single elements, batches, and the blocking edge cases of each kernel
+ * (several row blocks of attention, several im2col chunks). Tolerance:
+ * max |cpu - ref| <= 1e-4 * (1 + max |ref|) per output, the golden files'
+ * forward tolerance. Each case prints its max error as a "#" line. */
+#include "test.h"
+
+#include "core/rng.h"
+#include "nn/nn.h"
+
+static fs_rng rng;
+
+static float *rand_buf(size_t n, double lo, double hi) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = (float)fs_rng_range(&rng, lo, hi);
+    return p;
+}
+
+static float *nan_buf(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = NAN; /* an entry that skips an output shows up */
+    return p;
+}
+
+/* max |a - b| and max |b|; NaN anywhere makes the error infinite */
+static double max_err(const float *a, const float *b, size_t n, double *scale) {
+    double e = 0, s = 0;
+    *scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d == d)) return INFINITY;
+        if (d > e) e = d;
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    *scale = s;
+    return e;
+}
+
+/* Compares n outputs; a macro so that CHECKF returns from the test. */
+#define COMPARE(label, got, want, n)                                                                    \
+    do {                                                                                                \
+        double scale_, err_ = max_err(got, want, n, &scale_);                                           \
+        printf("# %s %s: max err %.3g (max |ref| %.3g)\n", test_current, label, err_, scale_);          \
+        CHECKF(err_ <= 1e-4 * (1.0 + scale_), "%s: max err %.3g, max |ref| %.3g", label, err_, scale_); \
+    } while (0)
+
+static void backend_lookup(void) {
+    CHECK(fs_nn_backend("ref") == &fs_nn_ref);
+    CHECK(fs_nn_backend("cpu") == &fs_nn_cpu);
+    CHECK(fs_nn_backend("cuda") == NULL);
+    CHECK(fs_nn_backend("") == NULL);
+    CHECK(fs_nn_backend(NULL) == NULL);
+    CHECK(!strcmp(fs_nn_cpu.name, "cpu") && !strcmp(fs_nn_ref.name, "ref"));
+    /* every entry filled in */
+    const void *const *e = (const void *const *)&fs_nn_cpu;
+    for (size_t i = 0; i < sizeof(fs_nn_ops) / sizeof(void *); i++) CHECK(e[i] != NULL);
+}
+
+static void linear(void) {
+    static const size_t cases[][4] = {
+        /* M, K, N, bias */
+        {1, 1, 1, 1},   {7, 13, 5, 1},    {37, 65, 129, 0}, {300, 77, 33, 1},
+        {20, 512, 1000, 1}, /* few rows: split by columns, N not a multiple of 16 */
+        {517, 96, 130, 1},  /* split by rows */
+        {3, 1000, 2, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t M = cases[c][0], K = cases[c][1], N = cases[c][2];
+        float *x = rand_buf(M * K, -1, 1), *w = rand_buf(N * K, -1, 1);
+        float *b = cases[c][3] ? rand_buf(N, -1, 1) : NULL;
+        float *o1 = nan_buf(M * N), *o2 = nan_buf(M * N);
+        fs_nn_ref.linear_forward(o1, x, w, b, M, K, N);
+        fs_nn_cpu.linear_forward(o2, x, w, b, M, K, N);
+        char label[64];
+        snprintf(label, sizeof label, "M%zu K%zu N%zu%s", M, K, N, b ? "" : " nobias");
+        COMPARE(label, o2, o1, M * N);
+        free(x), free(w), free(b), free(o1), free(o2);
+    }
+}
+
+static void layernorm(void) {
+    static const size_t cases[][2] = {{1, 1}, {13, 7}, {100, 768}, {3, 33}, {4097, 32}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t M = cases[c][0], C = cases[c][1];
+        /* an offset mean checks that the variance is taken about the mean */
+        float *x = rand_buf(M * C, 40, 60), *w = rand_buf(C, -2, 2), *b = rand_buf(C, -1, 1);
+        float *o1 = nan_buf(M * C), *o2 = nan_buf(M * C);
+        fs_nn_ref.layernorm_forward(o1, x, w, b, M, C, 1e-6f);
+        fs_nn_cpu.layernorm_forward(o2, x, w, b, M, C, 1e-6f);
+        char label[64];
+        snprintf(label, sizeof label, "M%zu C%zu", M, C);
+        COMPARE(label, o2, o1, M * C);
+        free(x), free(w), free(b), free(o1), free(o2);
+    }
+}
+
+static void activations(void) {
+    static const size_t sizes[] = {1, 17, 100003};
+    for (size_t c = 0; c < 3; c++) {
+        size_t n = sizes[c];
+        float *x = rand_buf(n, -9, 9), *o1 = nan_buf(n), *o2 = nan_buf(n);
+        char label[64];
+        fs_nn_ref.gelu_forward(o1, x, n);
+        fs_nn_cpu.gelu_forward(o2, x, n);
+        snprintf(label, sizeof label, "gelu n%zu", n);
+        COMPARE(label, o2, o1, n);
+        /* in place */
+        memcpy(o2, x, n * sizeof(float));
+        fs_nn_cpu.gelu_forward(o2, o2, n);
+        snprintf(label, sizeof label, "gelu in place n%zu", n);
+        COMPARE(label, o2, o1, n);
+        fs_nn_ref.relu_forward(o1, x, n);
+        memcpy(o2, x, n * sizeof(float));
+        fs_nn_cpu.relu_forward(o2, o2, n);
+        snprintf(label, sizeof label, "relu n%zu", n);
+        COMPARE(label, o2, o1, n);
+        free(x), free(o1), free(o2);
+    }
+    /* GELU's tails and zero exactly */
+    float x[5] = {0.0f, -30.0f, 30.0f, -5.5f, 1e-8f}, o[5];
+    fs_nn_cpu.gelu_forward(o, x, 5);
+    CHECK(o[0] == 0.0f && o[1] == 0.0f && o[2] == 30.0f);
+    CHECK_NEAR(o[3], -5.5 * 0.5 * erfc(5.5 / sqrt(2.0)), 1e-6);
+}
+
+static void attention(void) {
+    static const size_t cases[][5] = {
+        /* B, Nq, Nk, H, D */
+        {1, 1, 1, 1, 1}, {2, 7, 9, 3, 5}, {1, 300, 5, 2, 16}, {2, 5, 1100, 4, 8},
+        {1, 1100, 37, 1, 3}, /* several row blocks with a short last one avoided */
+        {1, 4096, 7, 8, 16}, /* the decoder's image-to-token shape */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t B = cases[c][0], Nq = cases[c][1], Nk = cases[c][2], H = cases[c][3], D = cases[c][4];
+        size_t C = H * D;
+        float *q = rand_buf(B * Nq * C, -2, 2), *k = rand_buf(B * Nk * C, -2, 2), *v = rand_buf(B * Nk * C, -1, 1);
+        float *o1 = nan_buf(B * Nq * C), *o2 = nan_buf(B * Nq * C);
+        float scale = 1.0f / sqrtf((float)D);
+        fs_nn_ref.attention_forward(o1, q, k, v, B, Nq, Nk, H, D, scale);
+        fs_nn_cpu.attention_forward(o2, q, k, v, B, Nq, Nk, H, D, scale);
+        char label[80];
+        snprintf(label, sizeof label, "B%zu Nq%zu Nk%zu H%zu D%zu", B, Nq, Nk, H, D);
+        COMPARE(label, o2, o1, B * Nq * C);
+        free(q), free(k), free(v), free(o1), free(o2);
+    }
+}
+
+static void attention_relpos(void) {
+    static const size_t cases[][6] = {
+        /* B, Hg, Wg, H, D, rel */
+        {1, 1, 1, 1, 1, 1},  {4, 3, 3, 2, 16, 1}, /* the tiny config's 3x3 windows */
+        {2, 5, 7, 3, 5, 1},  {3, 14, 14, 2, 64, 1}, /* ViT-B's windows */
+        {1, 64, 64, 2, 8, 1},                        /* the global grid: many row blocks */
+        {2, 9, 4, 2, 6, 1},  {2, 4, 6, 3, 7, 0},    /* no relative positions */
+        {1, 37, 29, 1, 4, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t B = cases[c][0], Hg = cases[c][1], Wg = cases[c][2], H = cases[c][3], D = cases[c][4];
+        size_t N = Hg * Wg, C = H * D;
+        /* large enough values that the softmax needs its max subtraction */
+        float *qkv = rand_buf(B * N * 3 * C, -3, 3);
+        float *rh = cases[c][5] ? rand_buf((2 * Hg - 1) * D, -1, 1) : NULL;
+        float *rw = cases[c][5] ? rand_buf((2 * Wg - 1) * D, -1, 1) : NULL;
+        float *o1 = nan_buf(B * N * C), *o2 = nan_buf(B * N * C);
+        float scale = 1.0f / sqrtf((float)D);
+        fs_nn_ref.attention_relpos_forward(o1, qkv, rh, rw, B, Hg, Wg, H, D, scale);
+        fs_nn_cpu.attention_relpos_forward(o2, qkv, rh, rw, B, Hg, Wg, H, D, scale);
+        char label[80];
+        snprintf(label, sizeof label, "B%zu grid %zux%zu H%zu D%zu%s", B, Hg, Wg, H, D, rh ? "" : " norel");
+        COMPARE(label, o2, o1, B * N * C);
+        free(qkv), free(rh), free(rw), free(o1), free(o2);
+    }
+}
+
+static void patch_embed(void) {
+    static const size_t cases[][6] = {
+        /* B, Cin, Hi, Wi, P, C */
+        {2, 3, 16, 24, 8, 5}, {1, 1, 3, 3, 1, 7}, {1, 3, 32, 32, 16, 33}, {3, 2, 10, 15, 5, 19},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t B = cases[c][0], Cin = cases[c][1], Hi = cases[c][2], Wi = cases[c][3], P = cases[c][4],
+               C = cases[c][5];
+        size_t no = B * (Hi / P) * (Wi / P) * C;
+        float *x = rand_buf(B * Cin * Hi * Wi, -2, 2), *w = rand_buf(C * Cin * P * P, -1, 1), *b = rand_buf(C, -1, 1);
+        float *o1 = nan_buf(no), *o2 = nan_buf(no);
+        fs_nn_ref.patch_embed_forward(o1, x, w, b, B, Cin, Hi, Wi, P, C);
+        fs_nn_cpu.patch_embed_forward(o2, x, w, b, B, Cin, Hi, Wi, P, C);
+        char label[80];
+        snprintf(label, sizeof label, "B%zu Cin%zu %zux%zu P%zu C%zu", B, Cin, Hi, Wi, P, C);
+        COMPARE(label, o2, o1, no);
+        free(x), free(w), free(b), free(o1), free(o2);
+    }
+}
+
+static void conv3x3(void) {
+    static const size_t cases[][5] = {
+        /* B, H, W, Cin, Cout */
+        {1, 1, 1, 1, 1}, {2, 5, 7, 3, 4}, {1, 9, 11, 17, 6},
+        {1, 40, 50, 256, 8}, /* several im2col chunks */
+        {3, 2, 1, 5, 9},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t B = cases[c][0], H = cases[c][1], W = cases[c][2], Cin = cases[c][3], Cout = cases[c][4];
+        float *x = rand_buf(B * H * W * Cin, -1, 1), *w = rand_buf(Cout * Cin * 9, -1, 1);
+        float *o1 = nan_buf(B * H * W * Cout), *o2 = nan_buf(B * H * W * Cout);
+        fs_nn_ref.conv3x3_forward(o1, x, w, B, H, W, Cin, Cout);
+        fs_nn_cpu.conv3x3_forward(o2, x, w, B, H, W, Cin, Cout);
+        char label[80];
+        snprintf(label, sizeof label, "B%zu %zux%zu Cin%zu Cout%zu", B, H, W, Cin, Cout);
+        COMPARE(label, o2, o1, B * H * W * Cout);
+        free(x), free(w), free(o1), free(o2);
+    }
+}
+
+static void conv_transpose2x2(void) {
+    static const size_t cases[][5] = {
+        /* B, H, W, Cin, Cout */
+        {1, 1, 1, 1, 1}, {2, 3, 5, 7, 4}, {1, 16, 16, 32, 8},
+        {1, 30, 30, 8, 512}, /* several chunks */
+        {2, 7, 3, 13, 11},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t B = cases[c][0], H = cases[c][1], W = cases[c][2], Cin = cases[c][3], Cout = cases[c][4];
+        size_t no = B * 4 * H * W * Cout;
+        float *x = rand_buf(B * H * W * Cin, -1, 1), *w = rand_buf(Cin * Cout * 4, -1, 1), *b = rand_buf(Cout, -1, 1);
+        float *o1 = nan_buf(no), *o2 = nan_buf(no);
+        fs_nn_ref.conv_transpose2x2_forward(o1, x, w, b, B, H, W, Cin, Cout);
+        fs_nn_cpu.conv_transpose2x2_forward(o2, x, w, b, B, H, W, Cin, Cout);
+        char label[80];
+        snprintf(label, sizeof label, "B%zu %zux%zu Cin%zu Cout%zu", B, H, W, Cin, Cout);
+        COMPARE(label, o2, o1, no);
+        free(x), free(w), free(b), free(o1), free(o2);
+    }
+}
+
+static void resize_bilinear(void) {
+    static const size_t cases[][5] = {
+        /* N, Hi, Wi, Ho, Wo */
+        {2, 5, 7, 11, 3}, {1, 1, 1, 4, 4}, {3, 32, 32, 70, 60}, {1, 256, 256, 64, 64}, {2, 9, 13, 9, 13},
+        {1, 3, 200, 1, 7},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t N = cases[c][0], Hi = cases[c][1], Wi = cases[c][2], Ho = cases[c][3], Wo = cases[c][4];
+        float *x = rand_buf(N * Hi * Wi, -5, 5), *o1 = nan_buf(N * Ho * Wo), *o2 = nan_buf(N * Ho * Wo);
+        fs_nn_ref.resize_bilinear_forward(o1, x, N, Hi, Wi, Ho, Wo);
+        fs_nn_cpu.resize_bilinear_forward(o2, x, N, Hi, Wi, Ho, Wo);
+        char label[80];
+        snprintf(label, sizeof label, "N%zu %zux%zu -> %zux%zu", N, Hi, Wi, Ho, Wo);
+        COMPARE(label, o2, o1, N * Ho * Wo);
+        free(x), free(o1), free(o2);
+    }
+}
+
+int main(void) {
+    fs_rng_init(&rng, 20240611, 7);
+    RUN(backend_lookup);
+    RUN(linear);
+    RUN(layernorm);
+    RUN(activations);
+    RUN(attention);
+    RUN(attention_relpos);
+    RUN(patch_embed);
+    RUN(conv3x3);
+    RUN(conv_transpose2x2);
+    RUN(resize_bilinear);
+    TEST_EXIT();
+}
