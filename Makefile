@@ -4,6 +4,12 @@
 # stages/ is one executable; every tests/unit/test_*.c is one test binary.
 
 SHELL := /bin/bash
+# SANITIZE=1: the same build and suite under AddressSanitizer and UBSan, in
+# its own tree (malformed files and messages must fail cleanly, not corrupt).
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
 BUILD ?= build
 CC ?= cc
 OPT ?= -O2
@@ -24,8 +30,8 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation
-ALL_CFLAGS := -std=gnu11 -fopenmp -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
-LDLIBS := $(PKG_LIBS) -fopenmp -lm
+ALL_CFLAGS := -std=gnu11 -fopenmp -Icommon $(PKG_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
+LDLIBS := $(PKG_LIBS) -fopenmp -lm $(SAN)
 
 COMMON_SRC := $(shell find common -name '*.c' | sort)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)

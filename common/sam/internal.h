@@ -9,8 +9,9 @@
 #define FS_SAM_EPS_ENC 1e-6f
 #define FS_SAM_EPS_DEC 1e-5f
 
-/* Emits data as is with the given shape (up to 4 dims; trailing zeros end it). */
-void fs_sam_tap(const fs_sam *m, const char *name, const float *data, size_t d0, size_t d1, size_t d2, size_t d3);
+/* Emits data as is with shape [d0, .., d(ndim-1)] (ndim <= 4). */
+void fs_sam_tap(const fs_sam *m, const char *name, const float *data, int ndim, size_t d0, size_t d1, size_t d2,
+                size_t d3);
 /* Emits a channels-last x[B, H, W, C] as [B, C, H, W]. */
 void fs_sam_tap_chw(const fs_sam *m, const char *name, const float *x, size_t B, size_t H, size_t W, size_t C);
 

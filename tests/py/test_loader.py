@@ -3,6 +3,7 @@ nibabel's reading of the source files, intensity range, orientation
 independence, the phantom's determinism and the TransUNet layout."""
 import glob
 import os
+import shutil
 
 from fstest import SHARED, finish, need, run, scratch, test
 
@@ -231,6 +232,33 @@ def resampled_training_slices():
     for f in glob.glob(os.path.join(out, "test", "*.h5")):
         with h5py.File(f, "r") as h:
             assert h["image"].shape[1:] == (128, 128)  # test volumes keep their native grid
+
+
+@test
+def brats_2023_names_and_zero_background():
+    """The 2023 file names (-t2f / -seg) and a release-style volume whose
+    background is 0 and brain intensities positive: the same slices as the
+    preprocessed copy with its negative background."""
+    case = BRATS_CASES[2]
+    base = scratch("loader_brats2023")
+    d = os.path.join(base, "in", case)
+    os.makedirs(d)
+    flair = nib.load(os.path.join(BRATS, case, case + "_flair.nii.gz"))
+    x = np.asanyarray(flair.dataobj).astype(np.float64)
+    bg = x.min()
+    y = np.where(x == bg, 0, x - bg + 10).astype(np.float32)
+    nib.save(nib.Nifti1Image(y, flair.affine), os.path.join(d, case + "-t2f.nii.gz"))
+    shutil.copy(os.path.join(BRATS, case, case + "_seg.nii.gz"), os.path.join(d, case + "-seg.nii.gz"))
+    out = os.path.join(base, "out")
+    run("loader", "--data", "brats", "--in", os.path.join(base, "in"), "--out", out, "--keep-blank")
+    ref_out = os.path.join(base, "ref")
+    os.makedirs(os.path.join(base, "refin"))
+    os.symlink(os.path.abspath(os.path.join(BRATS, case)), os.path.join(base, "refin", case))
+    run("loader", "--data", "brats", "--in", os.path.join(base, "refin"), "--out", ref_out, "--keep-blank")
+    a, b = read_output(out)[case], read_output(ref_out)[case]
+    for pa, pb in zip(a, b):
+        assert np.array_equal(pa[2], pb[2])
+        assert np.abs(pa[1] - pb[1]).max() < 1e-5, np.abs(pa[1] - pb[1]).max()
 
 
 finish()

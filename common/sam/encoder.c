@@ -1,0 +1,162 @@
+/* SAM's image encoder (ImageEncoderViT): preprocessing, patch embedding,
+ * transformer blocks with windowed or global attention, neck. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "sam/internal.h"
+
+int fs_sam_preprocess(const fs_sam *m, const float *img, size_t B, size_t h, size_t w, float *out) {
+    size_t S = m->cfg.img_size;
+    if (!h || !w || h > S || w > S) return fs_error("image of %zux%zu does not fit the model's %zux%zu input", h, w, S, S);
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < 3; c++) {
+            const float *src = img + (b * 3 + c) * h * w;
+            float *dst = out + (b * 3 + c) * S * S;
+            float mean = m->cfg.pixel_mean[c], std = m->cfg.pixel_std[c];
+            for (size_t y = 0; y < S; y++)
+                for (size_t x = 0; x < S; x++)
+                    dst[y * S + x] = (y < h && x < w) ? (src[y * w + x] - mean) / std : 0.0f;
+        }
+    return FS_OK;
+}
+
+static size_t padded_grid(const fs_sam_config *c) {
+    size_t g = fs_sam_grid(c), ws = c->window_size;
+    size_t gp = (g + ws - 1) / ws * ws;
+    return gp > g ? gp : g;
+}
+
+void fs_sam_encoder_acts_free(fs_sam_encoder_acts *a) {
+    free(a->mem);
+    memset(a, 0, sizeof *a);
+}
+
+/* Sizes the activation arena for batch B (kept when already large enough). */
+static int acts_ensure(fs_sam *m, size_t B) {
+    fs_sam_encoder_acts *a = &m->acts;
+    if (a->mem && a->batch >= B) return FS_OK;
+    const fs_sam_config *c = &m->cfg;
+    size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans;
+    size_t tok = B * g * g, ptok = B * gp * gp;
+    size_t sizes[] = {tok * C, tok * C, ptok * C, ptok * 3 * C, ptok * C, tok * c->mlp_ratio * C, tok * D, tok * D};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
+    fs_sam_encoder_acts_free(a);
+    float *mem = malloc(total * sizeof *mem);
+    if (!mem) return fs_error("out of memory for the image encoder's activations (%zu floats, batch %zu)", total, B);
+    a->mem = mem;
+    a->batch = B;
+    float **ptr[] = {&a->x, &a->xn, &a->win, &a->qkv, &a->att, &a->hid, &a->n1, &a->n2};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *ptr[i] = mem;
+        mem += sizes[i];
+    }
+    return FS_OK;
+}
+
+/* xn[B, g, g, C] -> win[B * nw * nw, ws, ws, C], zero-padded to nw*ws (window_partition). */
+static void window_partition(float *win, const float *xn, size_t B, size_t g, size_t ws, size_t C) {
+    size_t nw = (g + ws - 1) / ws;
+    for (size_t b = 0; b < B; b++)
+        for (size_t wy = 0; wy < nw; wy++)
+            for (size_t wx = 0; wx < nw; wx++)
+                for (size_t iy = 0; iy < ws; iy++)
+                    for (size_t ix = 0; ix < ws; ix++) {
+                        size_t y = wy * ws + iy, x = wx * ws + ix;
+                        float *dst = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
+                        if (y < g && x < g) memcpy(dst, xn + ((b * g + y) * g + x) * C, C * sizeof *dst);
+                        else memset(dst, 0, C * sizeof *dst);
+                    }
+}
+
+/* x[B, g, g, C] += win[B * nw * nw, ws, ws, C] cropped (window_unpartition + residual). */
+static void window_unpartition_add(float *x, const float *win, size_t B, size_t g, size_t ws, size_t C) {
+    size_t nw = (g + ws - 1) / ws;
+    for (size_t b = 0; b < B; b++)
+        for (size_t y = 0; y < g; y++)
+            for (size_t xx = 0; xx < g; xx++) {
+                size_t wy = y / ws, wx = xx / ws, iy = y % ws, ix = xx % ws;
+                const float *src = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
+                float *dst = x + ((b * g + y) * g + xx) * C;
+                for (size_t c = 0; c < C; c++) dst[c] += src[c];
+            }
+}
+
+static void add_inplace(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* One encoder Block on a->x[B, g, g, C]. */
+static void block_forward(fs_sam *m, const fs_nn_ops *ops, size_t i, size_t B) {
+    const fs_sam_config *c = &m->cfg;
+    const fs_sam_block_params *bp = &m->p.blocks[i];
+    fs_sam_encoder_acts *a = &m->acts;
+    size_t g = fs_sam_grid(c), C = c->embed_dim, H = c->num_heads, hd = fs_sam_head_dim(c);
+    size_t tok = B * g * g, hidden = c->mlp_ratio * C;
+    float scale = 1.0f / sqrtf((float)hd);
+
+    ops->layernorm_forward(a->xn, a->x, bp->norm1_w, bp->norm1_b, tok, C, FS_SAM_EPS_ENC);
+    if (c->global_attn[i]) {
+        ops->linear_forward(a->qkv, a->xn, bp->qkv.w, bp->qkv.b, tok, C, 3 * C);
+        ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, B, g, g, H, hd, scale);
+        ops->linear_forward(a->xn, a->att, bp->proj.w, bp->proj.b, tok, C, C);
+        add_inplace(a->x, a->xn, tok * C);
+    } else {
+        /* padding comes after norm1 and is not masked: the zero tokens take
+         * part in every padded window's attention, as in the official code */
+        size_t ws = c->window_size, nw = (g + ws - 1) / ws, nwin = B * nw * nw, wtok = nwin * ws * ws;
+        window_partition(a->win, a->xn, B, g, ws, C);
+        ops->linear_forward(a->qkv, a->win, bp->qkv.w, bp->qkv.b, wtok, C, 3 * C);
+        ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, nwin, ws, ws, H, hd, scale);
+        ops->linear_forward(a->win, a->att, bp->proj.w, bp->proj.b, wtok, C, C);
+        window_unpartition_add(a->x, a->win, B, g, ws, C);
+    }
+    ops->layernorm_forward(a->xn, a->x, bp->norm2_w, bp->norm2_b, tok, C, FS_SAM_EPS_ENC);
+    ops->linear_forward(a->hid, a->xn, bp->lin1.w, bp->lin1.b, tok, C, hidden);
+    ops->gelu_forward(a->hid, a->hid, tok * hidden);
+    ops->linear_forward(a->xn, a->hid, bp->lin2.w, bp->lin2.b, tok, hidden, C);
+    add_inplace(a->x, a->xn, tok * C);
+}
+
+int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, float *embed) {
+    if (!B) return FS_OK;
+    if (acts_ensure(m, B)) return FS_ERR;
+    const fs_sam_config *c = &m->cfg;
+    const fs_sam_params *p = &m->p;
+    fs_sam_encoder_acts *a = &m->acts;
+    size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = B * g * g;
+
+    fs_sam_tap(m, "preprocessed", pre, 4, B, 3, S, S);
+    ops->patch_embed_forward(a->x, pre, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
+    fs_sam_tap(m, "patch_embed", a->x, 4, B, g, g, C);
+    for (size_t b = 0; b < B; b++) add_inplace(a->x + b * g * g * C, p->pos_embed, g * g * C);
+    for (size_t i = 0; i < c->depth; i++) {
+        block_forward(m, ops, i, B);
+        if (m->tap) {
+            char name[32];
+            snprintf(name, sizeof name, "blocks.%zu", i);
+            fs_sam_tap(m, name, a->x, 4, B, g, g, C);
+        }
+    }
+    /* neck: 1x1 conv (a linear over channels), LayerNorm2d, 3x3 conv, LayerNorm2d */
+    ops->linear_forward(a->n1, a->x, p->neck0_w, NULL, tok, C, D);
+    ops->layernorm_forward(a->n2, a->n1, p->neck1_w, p->neck1_b, tok, D, FS_SAM_EPS_ENC);
+    ops->conv3x3_forward(a->n1, a->n2, p->neck2_w, B, g, g, D, D);
+    ops->layernorm_forward(embed, a->n1, p->neck3_w, p->neck3_b, tok, D, FS_SAM_EPS_ENC);
+    fs_sam_tap_chw(m, "image_embeddings", embed, B, g, g, D);
+    return FS_OK;
+}
+
+int fs_sam_encode_raw(fs_sam *m, const fs_nn_ops *ops, const float *img, size_t B, size_t h, size_t w,
+                      float *embed) {
+    size_t S = m->cfg.img_size;
+    float *pre = malloc(B * 3 * S * S * sizeof *pre);
+    if (!pre) return fs_error("out of memory preprocessing %zu images", B);
+    int rc = fs_sam_preprocess(m, img, B, h, w, pre);
+    if (rc == FS_OK) rc = fs_sam_encode(m, ops, pre, B, embed);
+    free(pre);
+    return rc;
+}

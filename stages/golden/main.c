@@ -1,0 +1,307 @@
+/* golden: runs the SAM forward pass on the inputs of a golden tensor file
+ * (computed by the official PyTorch code) and compares every activation it
+ * knows with the file's, or writes them out. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cli.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "io/checkpoint.h"
+#include "nn/nn.h"
+#include "sam/sam.h"
+
+static const char usage[] =
+    "usage: golden --weights CHECKPOINT --golden FILE [--out FILE] [--check] [options]\n"
+    "\n"
+    "Computes the SAM activations of a golden file's inputs (input.*): act.* of a\n"
+    "forward file, resized.* and act.image_embeddings of a resized file.\n"
+    "\n"
+    "  --weights FILE     SAM checkpoint (.pth or .safetensors)\n"
+    "  --golden FILE      golden tensors (safetensors)\n"
+    "  --out FILE         write the computed tensors (safetensors)\n"
+    "  --check            compare with the golden tensors: one line per tensor,\n"
+    "                     'name max_abs_err tol ok|FAIL'; exit 1 on any failure\n"
+    "  --strict           with --check, training tensors (grad.*, loss.*, ...) that\n"
+    "                     are not computed fail too\n"
+    "  --backend NAME     kernels: ref (default) or cpu\n"
+    "  -h, --help         this help\n";
+
+/* ---- computed tensors ---- */
+
+typedef struct {
+    char *name;
+    fs_tensor t;
+} result;
+
+typedef struct {
+    result *v;
+    size_t n, cap;
+    char prefix[128]; /* prepended to tap names */
+    int on;           /* taps recorded */
+    int oom;
+} results;
+
+static result *results_put(results *r, const char *name, int ndim, const size_t *shape) {
+    for (size_t i = 0; i < r->n; i++)
+        if (!strcmp(r->v[i].name, name)) {
+            fs_tensor_free(&r->v[i].t);
+            free(r->v[i].name);
+            r->v[i] = r->v[--r->n];
+            break;
+        }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        result *v = realloc(r->v, cap * sizeof *v);
+        if (!v) return NULL;
+        r->v = v;
+        r->cap = cap;
+    }
+    result *e = &r->v[r->n];
+    memset(e, 0, sizeof *e);
+    if (fs_tensor_alloc(&e->t, FS_F32, ndim, shape) || !(e->name = strdup(name))) {
+        fs_tensor_free(&e->t);
+        return NULL;
+    }
+    r->n++;
+    return e;
+}
+
+static void results_add(results *r, const char *name, const float *data, int ndim, const size_t *shape) {
+    result *e = results_put(r, name, ndim, shape);
+    if (!e) {
+        r->oom = 1;
+        return;
+    }
+    memcpy(e->t.data, data, fs_tensor_nbytes(&e->t));
+}
+
+static const result *results_get(const results *r, const char *name) {
+    for (size_t i = 0; i < r->n; i++)
+        if (!strcmp(r->v[i].name, name)) return &r->v[i];
+    return NULL;
+}
+
+static void results_free(results *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].name);
+        fs_tensor_free(&r->v[i].t);
+    }
+    free(r->v);
+}
+
+static void on_tap(void *ctx, const char *name, const float *data, int ndim, const size_t *shape) {
+    results *r = ctx;
+    if (!r->on) return;
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", r->prefix, name);
+    results_add(r, full, data, ndim, shape);
+}
+
+static void add_named(results *r, const char *prefix, const char *name, const float *data, int ndim, ...) {
+    size_t shape[4];
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++) shape[i] = va_arg(ap, size_t);
+    va_end(ap);
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    results_add(r, full, data, ndim, shape);
+}
+
+/* ---- golden inputs ---- */
+
+/* Reads tensor `name` as f32 (converting integers); shape into t. */
+static int read_input(fs_ckpt *gd, const char *name, fs_tensor *t) {
+    size_t idx;
+    if (fs_ckpt_find(gd, name, &idx)) return fs_error_wrap("'%s'", fs_ckpt_path(gd));
+    const fs_ckpt_entry *e = fs_ckpt_entry_at(gd, idx);
+    if (fs_tensor_alloc(t, FS_F32, e->ndim, e->shape)) return FS_ERR;
+    return fs_ckpt_read_f32(gd, idx, t->data, fs_tensor_numel(t));
+}
+
+static int has(const fs_ckpt *gd, const char *name) {
+    size_t idx;
+    int ok = fs_ckpt_find(gd, name, &idx) == FS_OK;
+    fs_error_clear();
+    return ok;
+}
+
+/* "h,w" metadata; 0 when absent. */
+static int meta_pair(const fs_ckpt *gd, const char *key, size_t *a, size_t *b) {
+    const char *s = fs_ckpt_meta(gd, key);
+    return s && sscanf(s, "%zu,%zu", a, b) == 2;
+}
+
+/* ---- the forward file ---- */
+
+static int decode_into(fs_sam *m, const fs_nn_ops *ops, results *r, const char *prefix, const fs_sam_prompt *pr,
+                       fs_sam_mask_mode mode, const char *masks_name, const char *iou_name, float *low, int taps) {
+    size_t L = 4 * fs_sam_grid(&m->cfg), n;
+    float iou[FS_SAM_MAX_MASKS];
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    r->on = taps;
+    int rc = fs_sam_decode(m, ops, NULL, pr, mode, low, iou, &n);
+    (void)rc;
+    return FS_OK;
+}
+
+static int run_forward(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, results *r) {
+    const fs_sam_config *c = &m->cfg;
+    size_t g = fs_sam_grid(c), D = c->out_chans, L = 4 * g, S = c->img_size;
+    fs_tensor img = {0}, pts = {0}, labs = {0}, boxes = {0};
+    float *embed = NULL, *low = NULL, *pe = NULL, *masks = NULL;
+    int *ilab = NULL, rc = FS_ERR;
+    if (read_input(gd, "input.image", &img)) goto done;
+    if (img.ndim != 4 || img.shape[1] != 3) {
+        fs_error("'%s': input.image must be [B,3,H,W]", fs_ckpt_path(gd));
+        goto done;
+    }
+    size_t B = img.shape[0], h = img.shape[2], w = img.shape[3];
+    if (!(embed = malloc(B * g * g * D * sizeof *embed)) || !(low = malloc(FS_SAM_MAX_MASKS * L * L * sizeof *low)) ||
+        !(pe = malloc(g * g * D * sizeof *pe))) {
+        fs_error("out of memory");
+        goto done;
+    }
+    snprintf(r->prefix, sizeof r->prefix, "act.");
+    r->on = 1;
+    if (fs_sam_encode_raw(m, ops, img.data, B, h, w, embed)) goto done;
+    /* image_pe [1, D, g, g] */
+    for (size_t i = 0; i < g * g; i++)
+        for (size_t d = 0; d < D; d++) pe[d * g * g + i] = m->image_pe[i * D + d];
+    add_named(r, "act.", "image_pe", pe, 4, (size_t)1, D, g, g);
+
+    if (!has(gd, "input.point_coords")) {
+        rc = FS_OK;
+        goto done;
+    }
+    if (read_input(gd, "input.point_coords", &pts) || read_input(gd, "input.point_labels", &labs) ||
+        read_input(gd, "input.boxes", &boxes))
+        goto done;
+    if (pts.ndim != 3 || pts.shape[0] != B || pts.shape[2] != 2 || labs.ndim != 2 || labs.shape[0] != B ||
+        labs.shape[1] != pts.shape[1] || boxes.ndim != 2 || boxes.shape[0] != B || boxes.shape[1] != 4) {
+        fs_error("'%s': prompt inputs have unexpected shapes", fs_ckpt_path(gd));
+        goto done;
+    }
+    size_t np = pts.shape[1];
+    size_t in_h = h, in_w = w, orig_h = 0, orig_w = 0;
+    meta_pair(gd, "input_size", &in_h, &in_w);
+    if (!meta_pair(gd, "original_size", &orig_h, &orig_w)) {
+        size_t idx;
+        if (fs_ckpt_find(gd, "act.img0.points.masks", &idx) == FS_OK) {
+            const fs_ckpt_entry *e = fs_ckpt_entry_at(gd, idx);
+            orig_h = e->shape[e->ndim - 2];
+            orig_w = e->shape[e->ndim - 1];
+        } else {
+            fs_error_clear();
+            orig_h = in_h;
+            orig_w = in_w;
+        }
+    }
+    if (!(ilab = malloc((np ? np : 1) * sizeof *ilab)) || !(masks = malloc(orig_h * orig_w * sizeof *masks))) {
+        fs_error("out of memory");
+        goto done;
+    }
+    (void)S;
+    for (size_t b = 0; b < B; b++) {
+        const float *eb = embed + b * g * g * D;
+        const float *P = (const float *)pts.data + b * np * 2, *box = (const float *)boxes.data + b * 4;
+        float iou[FS_SAM_MAX_MASKS];
+        size_t n;
+        char pre[64];
+
+        /* the points, a padding point appended */
+        for (size_t i = 0; i < np; i++) ilab[i] = (int)lrintf(((const float *)labs.data)[b * np + i]);
+        fs_sam_prompt pr = {P, ilab, np, NULL};
+        snprintf(pre, sizeof pre, "act.img%zu.points.", b);
+        snprintf(r->prefix, sizeof r->prefix, "%s", pre);
+        r->on = 1;
+        if (fs_sam_decode(m, ops, eb, &pr, FS_SAM_MASKS_SINGLE, low, iou, &n)) goto done;
+        add_named(r, pre, "low_res_masks", low, 4, (size_t)1, n, L, L);
+        add_named(r, pre, "iou", iou, 2, (size_t)1, n);
+        if (fs_sam_postprocess(m, ops, low, n, in_h, in_w, orig_h, orig_w, masks)) goto done;
+        add_named(r, pre, "masks", masks, 4, (size_t)1, n, orig_h, orig_w);
+        r->on = 0;
+        if (fs_sam_decode(m, ops, eb, &pr, FS_SAM_MASKS_MULTI, low, iou, &n)) goto done;
+        add_named(r, pre, "low_res_masks_multi", low, 4, (size_t)1, n, L, L);
+        add_named(r, pre, "iou_multi", iou, 2, (size_t)1, n);
+
+        /* the first two points (labels clamped to >= 0) and the box */
+        size_t nb = np < 2 ? np : 2;
+        for (size_t i = 0; i < nb; i++) ilab[i] = ilab[i] < 0 ? 0 : ilab[i];
+        fs_sam_prompt prb = {P, ilab, nb, box};
+        snprintf(pre, sizeof pre, "act.img%zu.box.", b);
+        snprintf(r->prefix, sizeof r->prefix, "%s", pre);
+        r->on = 1;
+        if (fs_sam_decode(m, ops, eb, &prb, FS_SAM_MASKS_SINGLE, low, iou, &n)) goto done;
+        add_named(r, pre, "low_res_masks", low, 4, (size_t)1, n, L, L);
+        add_named(r, pre, "iou", iou, 2, (size_t)1, n);
+
+        /* the box alone */
+        fs_sam_prompt pro = {NULL, NULL, 0, box};
+        snprintf(pre, sizeof pre, "act.img%zu.boxonly.", b);
+        snprintf(r->prefix, sizeof r->prefix, "%s", pre);
+        if (fs_sam_decode(m, ops, eb, &pro, FS_SAM_MASKS_SINGLE, low, iou, &n)) goto done;
+        add_named(r, pre, "low_res_masks", low, 4, (size_t)1, n, L, L);
+        add_named(r, pre, "iou", iou, 2, (size_t)1, n);
+    }
+    rc = FS_OK;
+done:
+    r->on = 0;
+    fs_tensor_free(&img);
+    fs_tensor_free(&pts);
+    fs_tensor_free(&labs);
+    fs_tensor_free(&boxes);
+    free(embed);
+    free(low);
+    free(pe);
+    free(masks);
+    free(ilab);
+    return rc;
+}
+
+/* ---- the resized file ---- */
+
+static int run_resized(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, results *r) {
+    const fs_sam_config *c = &m->cfg;
+    size_t g = fs_sam_grid(c), D = c->out_chans, S = c->img_size;
+    fs_tensor pre = {0};
+    float *embed = NULL;
+    int rc = FS_ERR;
+    /* the tensors that loading resized: those whose shape differs from the checkpoint's */
+    fs_sam_table ck;
+    if (fs_sam_table_build(&ck, &m->ckpt_cfg)) return FS_ERR;
+    for (size_t i = 0; i < ck.n; i++) {
+        const fs_sam_tensor_info *e = &m->p.table.v[i];
+        if (e->numel == ck.v[i].numel) continue;
+        add_named(r, "resized.", e->name, m->p.arena + e->offset, 0);
+        result *x = (result *)results_get(r, "");
+        (void)x;
+        char full[160];
+        snprintf(full, sizeof full, "resized.%s", e->name);
+        results_add(r, full, m->p.arena + e->offset, e->ndim, e->shape);
+    }
+    fs_sam_table_free(&ck);
+    if (read_input(gd, "input.preprocessed", &pre)) goto done;
+    if (pre.ndim != 4 || pre.shape[1] != 3 || pre.shape[2] != S || pre.shape[3] != S) {
+        fs_error("'%s': input.preprocessed must be [B,3,%zu,%zu]", fs_ckpt_path(gd), S, S);
+        goto done;
+    }
+    size_t B = pre.shape[0];
+    if (!(embed = malloc(B * g * g * D * sizeof *embed))) {
+        fs_error("out of memory");
+        goto done;
+    }
+    snprintf(r->prefix, sizeof r->prefix, "act.");
+    r->on = 1;
+    if (fs_sam_encode(m, ops, pre.data, B, embed)) goto done;
+    rc = FS_OK;
+done:
+    r->on = 0;
+    fs_tensor_free(&pre);
+    free(embed);
+    return rc;
+}
