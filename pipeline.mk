@@ -19,6 +19,7 @@ BIN ?= build/bin
 LOADER ?= $(BIN)/loader
 SAMPLER ?= $(BIN)/exemplar-sampler
 SCORER ?= $(BIN)/scorer
+PREDICTOR ?= $(BIN)/predictor
 
 # Settings (defaults from pipelines/$(DATA).mk where it sets them).
 SEED ?= 0
@@ -29,6 +30,14 @@ SPLIT_FRACTION ?= 0.25
 TEST_CASES ?=
 TRAIN_CASES ?=
 RUN ?= runs/$(DATA)
+# The SAM checkpoint (e.g. sam_vit_b_01ec64.pth); without one the pipeline
+# stops after the exemplars.
+SAM ?=
+IMG_SIZE ?=
+PROMPT ?= point
+BOX_JITTER ?= 0
+MULTIMASK ?= 0
+BACKEND ?= cpu
 PRED ?= $(RUN)/predictions
 
 # stamp NAME, CONTENT: $(RUN)/.settings/NAME holds CONTENT, touched only on change.
@@ -37,22 +46,37 @@ stamp = $(shell mkdir -p $(RUN)/.settings && f=$(RUN)/.settings/$(1) && \
 
 LOADER_SETTINGS := $(DATA_KIND) in=$(DATA_DIR) seed=$(SEED) split=$(SPLIT_FRACTION) test=$(TEST_CASES) train=$(TRAIN_CASES) $(LOADER_ARGS)
 SAMPLER_SETTINGS := fraction=$(FRACTION) count=$(COUNT) strategy=$(SAMPLER_STRATEGY) seed=$(SEED) $(SAMPLER_ARGS)
+PREDICTOR_SETTINGS := sam=$(SAM) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
 $(call stamp,loader,$(LOADER_SETTINGS))
 $(call stamp,sampler,$(SAMPLER_SETTINGS))
+$(call stamp,predictor,$(PREDICTOR_SETTINGS))
 
 LOGS := $(RUN)/logs
 DATA_OUT := $(RUN)/data
 EXEMPLARS := $(RUN)/exemplars.h5
 SCORES := $(RUN)/scores/scores.json
 
-.PHONY: pipeline data exemplars score settings clean-run
+.PHONY: pipeline data exemplars predict score settings clean-run
+ifeq ($(SAM),)
 pipeline: exemplars
-	@if [ -x "$(BIN)/predictor" ]; then $(MAKE) --no-print-directory -f pipeline.mk score; \
-	 else echo "pipeline: data and exemplars are in $(RUN); training, prediction and scoring come with the trainer and predictor stages"; fi
+	@echo "pipeline: data and exemplars are in $(RUN); set SAM=<checkpoint> to predict and score (zero-shot until the trainer lands)"
+else
+pipeline: exemplars score
+	@cat $(RUN)/scores/scores.md
+endif
 
 data: $(DATA_OUT)/index.json
 exemplars: $(EXEMPLARS)
+predict: $(PRED)/index.json
 score: $(SCORES)
+
+# Zero-shot SAM with prompts from the ground truth: the baseline row of every
+# experiment (the trainer's LoRA checkpoint joins here when it lands).
+$(RUN)/predictions/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor $(PREDICTOR) $(SAM)
+	@mkdir -p $(LOGS)
+	$(PREDICTOR) --weights $(SAM) --data $(DATA_OUT) --out $(RUN)/predictions --prompt $(PROMPT) \
+	  --box-jitter $(BOX_JITTER) --seed $(SEED) --backend $(BACKEND) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
+	  $(if $(filter 1,$(MULTIMASK)),--multimask) 2>&1 | tee $(LOGS)/predictor.log
 
 $(DATA_OUT)/index.json: $(RUN)/.settings/loader $(LOADER)
 	@mkdir -p $(LOGS)
@@ -66,8 +90,8 @@ $(EXEMPLARS): $(DATA_OUT)/index.json $(RUN)/.settings/sampler $(SAMPLER)
 	  $(if $(COUNT),--count $(COUNT),--fraction $(FRACTION)) --strategy $(SAMPLER_STRATEGY) --seed $(SEED) \
 	  $(SAMPLER_ARGS) 2>&1 | tee $(LOGS)/exemplar-sampler.log
 
-# Scores whatever predictions $(PRED) holds (the predictor stage writes them).
-$(SCORES): $(DATA_OUT)/index.json $(SCORER) $(wildcard $(PRED)/*)
+# Scores the predictions in $(PRED) (the predictor's, or any folder given).
+$(SCORES): $(DATA_OUT)/index.json $(SCORER) $(if $(filter $(RUN)/predictions,$(PRED)),$(PRED)/index.json,$(wildcard $(PRED)/*))
 	@mkdir -p $(LOGS)
 	$(SCORER) --truth $(DATA_OUT)/test --pred $(PRED) --out $(RUN)/scores 2>&1 | tee $(LOGS)/scorer.log
 

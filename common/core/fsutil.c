@@ -155,3 +155,21 @@ int fs_remove_tree(const char *dir) {
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) return fs_error_errno("cannot remove '%s'", dir);
     return FS_OK;
 }
+
+int fs_replace_dir(const char *tmp, const char *out, const char *marker) {
+    if (fs_is_dir(out)) {
+        char mark[4200];
+        snprintf(mark, sizeof mark, "%s/%s", out, marker);
+        char **names;
+        size_t n;
+        if (fs_list_dir(out, &names, &n)) return FS_ERR;
+        fs_free_list(names, n);
+        if (n && !fs_is_file(mark))
+            return fs_error("'%s' exists and is not an earlier output (no %s): not replacing it", out, marker);
+        if (fs_remove_tree(out)) return FS_ERR;
+    } else if (fs_is_file(out)) {
+        return fs_error("'%s' exists and is a file", out);
+    }
+    if (rename(tmp, out) != 0) return fs_error_errno("cannot rename '%s' to '%s'", tmp, out);
+    return FS_OK;
+}

@@ -32,6 +32,10 @@ const char *fs_basename(const char *path);
  * strings; free with fs_free_list. */
 int fs_list_dir(const char *dir, char ***names, size_t *count);
 void fs_free_list(char **names, size_t count);
+/* Publishes a finished output folder: removes an existing `out` (only when
+ * it holds `marker`, i.e. it is an earlier output of the same kind, or is
+ * empty) and renames `tmp` onto it. */
+int fs_replace_dir(const char *tmp, const char *out, const char *marker);
 /* rm -rf dir (does not follow symlinks). Missing dir is not an error. */
 int fs_remove_tree(const char *dir);
 /* Whole file into memory (malloc'd, NUL-terminated beyond size). */

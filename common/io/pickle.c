@@ -16,6 +16,7 @@
 #define PK_MAX_MEMO (1u << 24)
 #define PK_MAX_LINE 256u
 #define PK_MAX_NUMEL ((uint64_t)1 << 48)
+#define PK_MAX_VALUES (1u << 21) /* a ViT-H state dict makes ~10^4 */
 
 enum { G_ORDERED_DICT = 1, G_REBUILD_V2, G_REBUILD, G_REBUILD_PARAM, G_REBUILD_PARAM_STATE, G_STORAGE };
 
@@ -31,6 +32,7 @@ struct fs_pickle {
     const unsigned char *d;
     size_t n, pos, at; /* at: offset of the current opcode */
     const char *what;
+    fs_pk_value *none, *yes, *no; /* shared: a pickle of many Nones costs no memory per item */
 };
 
 static int pk_fail(fs_pickle *pk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -72,6 +74,7 @@ static int grow(void *arr, size_t *cap, size_t need, size_t es) {
 }
 
 static fs_pk_value *new_value(fs_pickle *pk, fs_pk_kind kind) {
+    if (pk->n_all >= PK_MAX_VALUES) return NULL;
     if (grow(&pk->all, &pk->cap_all, pk->n_all + 1, sizeof *pk->all)) return NULL;
     fs_pk_value *v = calloc(1, sizeof *v);
     if (!v) return NULL;
@@ -80,7 +83,15 @@ static fs_pk_value *new_value(fs_pickle *pk, fs_pk_kind kind) {
     return v;
 }
 
-static int oom(fs_pickle *pk) { return pk_fail(pk, "out of memory"); }
+static int oom(fs_pickle *pk) {
+    if (pk->n_all >= PK_MAX_VALUES) return pk_fail(pk, "more than %u objects in the pickle", PK_MAX_VALUES);
+    return pk_fail(pk, "out of memory");
+}
+
+static fs_pk_value *shared(fs_pickle *pk, fs_pk_value **slot, fs_pk_kind kind, int64_t i) {
+    if (!*slot && (*slot = new_value(pk, kind))) (*slot)->i = i;
+    return *slot;
+}
 
 static int append(fs_pickle *pk, fs_pk_value *c, fs_pk_value *item) {
     if (grow(&c->items, &c->cap, c->n + 1, sizeof *c->items)) return oom(pk);
@@ -464,9 +475,9 @@ static int run(fs_pickle *pk, const fs_pk_value **root) {
             pk->pos += 8;
             break;
         }
-        case 0x88: if (push(pk, new_int(pk, FS_PK_BOOL, 1))) return FS_ERR; break; /* NEWTRUE */
-        case 0x89: if (push(pk, new_int(pk, FS_PK_BOOL, 0))) return FS_ERR; break; /* NEWFALSE */
-        case 'N': if (push(pk, new_value(pk, FS_PK_NONE))) return FS_ERR; break;
+        case 0x88: if (push(pk, shared(pk, &pk->yes, FS_PK_BOOL, 1))) return FS_ERR; break; /* NEWTRUE */
+        case 0x89: if (push(pk, shared(pk, &pk->no, FS_PK_BOOL, 0))) return FS_ERR; break;  /* NEWFALSE */
+        case 'N': if (push(pk, shared(pk, &pk->none, FS_PK_NONE, 0))) return FS_ERR; break;
         case 'q': /* BINPUT */
             if (need(pk, 1) || memo_put(pk, p[0])) return FS_ERR;
             pk->pos += 1;

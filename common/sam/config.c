@@ -136,21 +136,33 @@ static const fs_ckpt_entry *need(const fs_ckpt *ck, const char *name, int ndim) 
     return e;
 }
 
+typedef struct {
+    const char *const *keys, *const *vals;
+    size_t n;
+} overrides;
+
+/* A metadata value: the overrides first, then the file's header. */
+static const char *meta(const fs_ckpt *ck, const overrides *ov, const char *key) {
+    for (size_t i = ov->n; i-- > 0;)
+        if (!strcmp(ov->keys[i], key)) return ov->vals[i];
+    return fs_ckpt_meta(ck, key);
+}
+
 /* Integer metadata value; 0 = absent, 1 = read, FS_ERR = malformed. */
-static int meta_size(const fs_ckpt *ck, const char *key, size_t *out) {
-    const char *s = fs_ckpt_meta(ck, key);
+static int meta_size(const fs_ckpt *ck, const overrides *ov, const char *key, size_t *out) {
+    const char *s = meta(ck, ov, key);
     if (!s) return 0;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s || *end || v > (1u << 24) || s[0] == '-')
-        return fs_error("'%s': metadata %s='%s' is not a valid size", fs_ckpt_path(ck), key, s);
+        return fs_error("'%s': configuration %s='%s' is not a valid size", fs_ckpt_path(ck), key, s);
     *out = (size_t)v;
     return 1;
 }
 
-static int meta_global(const fs_ckpt *ck, fs_sam_config *c, int *have) {
-    const char *s = fs_ckpt_meta(ck, "global_attn");
+static int meta_global(const fs_ckpt *ck, const overrides *ov, fs_sam_config *c, int *have) {
+    const char *s = meta(ck, ov, "global_attn");
     *have = 0;
     if (!s) return FS_OK;
     memset(c->global_attn, 0, sizeof c->global_attn);
@@ -160,7 +172,8 @@ static int meta_global(const fs_ckpt *ck, fs_sam_config *c, int *have) {
         errno = 0;
         unsigned long v = strtoul(p, &end, 10);
         if (errno || end == p || v >= FS_SAM_MAX_DEPTH || (*end && *end != ','))
-            return fs_error("'%s': metadata global_attn='%s' is not a list of block indices", fs_ckpt_path(ck), s);
+            return fs_error("'%s': configuration global_attn='%s' is not a list of block indices", fs_ckpt_path(ck),
+                            s);
         c->global_attn[v] = 1;
         p = *end ? end + 1 : end;
     }
@@ -179,7 +192,27 @@ static size_t count_indexed(const fs_ckpt *ck, const char *fmt, size_t max) {
     return n;
 }
 
+static const char *const known_keys[] = {"img_size",    "patch_size", "embed_dim",     "depth",
+                                         "num_heads",   "window_size", "global_attn",  "out_chans",
+                                         "dec_depth",   "dec_mlp_dim", "dec_heads",    "num_multimask",
+                                         "iou_hidden",  "mask_in_chans"};
+
 int fs_sam_config_from_ckpt(fs_sam_config *c, const fs_ckpt *ck) {
+    return fs_sam_config_from_ckpt_meta(c, ck, NULL, NULL, 0);
+}
+
+int fs_sam_config_from_ckpt_meta(fs_sam_config *c, const fs_ckpt *ck, const char *const *okeys,
+                                 const char *const *ovals, size_t n_over) {
+    overrides ov = {okeys, ovals, n_over};
+    for (size_t i = 0; i < n_over; i++) {
+        size_t k = 0;
+        while (k < sizeof known_keys / sizeof *known_keys && strcmp(known_keys[k], okeys[i])) k++;
+        if (k == sizeof known_keys / sizeof *known_keys)
+            return fs_error("unknown SAM configuration key '%s' (expected one of img_size, patch_size, embed_dim, "
+                            "depth, num_heads, window_size, global_attn, out_chans, dec_depth, dec_mlp_dim, "
+                            "dec_heads, num_multimask, iou_hidden, mask_in_chans)",
+                            okeys[i]);
+    }
     const char *path = fs_ckpt_path(ck);
     set_common(c);
     c->num_heads = 0;
@@ -196,12 +229,12 @@ int fs_sam_config_from_ckpt(fs_sam_config *c, const fs_ckpt *ck) {
     enum { NK = sizeof keys / sizeof *keys };
     int have[NK];
     for (size_t k = 0; k < NK; k++) {
-        have[k] = meta_size(ck, keys[k].key, keys[k].dst);
+        have[k] = meta_size(ck, &ov, keys[k].key, keys[k].dst);
         if (have[k] < 0) return FS_ERR;
     }
 #define HAVE(i) (have[i] == 1)
     int have_global;
-    if (meta_global(ck, c, &have_global)) return FS_ERR;
+    if (meta_global(ck, &ov, c, &have_global)) return FS_ERR;
 
     /* then shapes */
     const fs_ckpt_entry *pw = need(ck, "image_encoder.patch_embed.proj.weight", 4);

@@ -38,6 +38,11 @@ const char *fs_sam_config_name(const fs_sam_config *c);
  * Fails (naming the file) when a needed tensor is absent or the shapes are
  * inconsistent. Does not check every tensor: fs_sam_params_load does. */
 int fs_sam_config_from_ckpt(fs_sam_config *c, const fs_ckpt *ck);
+/* The same with n extra metadata pairs (the same keys) that take precedence
+ * over the file's: for .pth checkpoints, which carry no metadata, and for
+ * what shapes cannot tell (dec_heads). */
+int fs_sam_config_from_ckpt_meta(fs_sam_config *c, const fs_ckpt *ck, const char *const *keys,
+                                 const char *const *vals, size_t n);
 /* Sanity of the numbers (divisibility, bounds). */
 int fs_sam_config_validate(const fs_sam_config *c);
 /* "global_attn" as a comma list ("2,5,8,11") into buf. */

@@ -40,8 +40,8 @@ static int acts_ensure(fs_sam *m, size_t B) {
     if (a->mem && a->batch >= B) return FS_OK;
     const fs_sam_config *c = &m->cfg;
     size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans;
-    size_t tok = B * g * g, ptok = B * gp * gp;
-    size_t sizes[] = {tok * C, tok * C, ptok * C, ptok * 3 * C, ptok * C, tok * c->mlp_ratio * C, tok * D, tok * D};
+    size_t tok = g * g, ptok = gp * gp;
+    size_t sizes[] = {B * tok * C, tok * C, ptok * C, ptok * 3 * C, ptok * C, tok * c->mlp_ratio * C, tok * D, tok * D};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
     fs_sam_encoder_acts_free(a);
@@ -89,36 +89,36 @@ static void add_inplace(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-/* One encoder Block on a->x[B, g, g, C]. */
-static void block_forward(fs_sam *m, const fs_nn_ops *ops, size_t i, size_t B) {
+/* One encoder Block on x[g, g, C] (one image of the batch's stream). */
+static void block_forward(fs_sam *m, const fs_nn_ops *ops, size_t i, float *x) {
     const fs_sam_config *c = &m->cfg;
     const fs_sam_block_params *bp = &m->p.blocks[i];
     fs_sam_encoder_acts *a = &m->acts;
     size_t g = fs_sam_grid(c), C = c->embed_dim, H = c->num_heads, hd = fs_sam_head_dim(c);
-    size_t tok = B * g * g, hidden = c->mlp_ratio * C;
+    size_t tok = g * g, hidden = c->mlp_ratio * C;
     float scale = 1.0f / sqrtf((float)hd);
 
-    ops->layernorm_forward(a->xn, a->x, bp->norm1_w, bp->norm1_b, tok, C, FS_SAM_EPS_ENC);
+    ops->layernorm_forward(a->xn, x, bp->norm1_w, bp->norm1_b, tok, C, FS_SAM_EPS_ENC);
     if (c->global_attn[i]) {
         ops->linear_forward(a->qkv, a->xn, bp->qkv.w, bp->qkv.b, tok, C, 3 * C);
-        ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, B, g, g, H, hd, scale);
+        ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, 1, g, g, H, hd, scale);
         ops->linear_forward(a->xn, a->att, bp->proj.w, bp->proj.b, tok, C, C);
-        add_inplace(a->x, a->xn, tok * C);
+        add_inplace(x, a->xn, tok * C);
     } else {
         /* padding comes after norm1 and is not masked: the zero tokens take
          * part in every padded window's attention, as in the official code */
-        size_t ws = c->window_size, nw = (g + ws - 1) / ws, nwin = B * nw * nw, wtok = nwin * ws * ws;
-        window_partition(a->win, a->xn, B, g, ws, C);
+        size_t ws = c->window_size, nw = (g + ws - 1) / ws, nwin = nw * nw, wtok = nwin * ws * ws;
+        window_partition(a->win, a->xn, 1, g, ws, C);
         ops->linear_forward(a->qkv, a->win, bp->qkv.w, bp->qkv.b, wtok, C, 3 * C);
         ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, nwin, ws, ws, H, hd, scale);
         ops->linear_forward(a->win, a->att, bp->proj.w, bp->proj.b, wtok, C, C);
-        window_unpartition_add(a->x, a->win, B, g, ws, C);
+        window_unpartition_add(x, a->win, 1, g, ws, C);
     }
-    ops->layernorm_forward(a->xn, a->x, bp->norm2_w, bp->norm2_b, tok, C, FS_SAM_EPS_ENC);
+    ops->layernorm_forward(a->xn, x, bp->norm2_w, bp->norm2_b, tok, C, FS_SAM_EPS_ENC);
     ops->linear_forward(a->hid, a->xn, bp->lin1.w, bp->lin1.b, tok, C, hidden);
     ops->gelu_forward(a->hid, a->hid, tok * hidden);
     ops->linear_forward(a->xn, a->hid, bp->lin2.w, bp->lin2.b, tok, hidden, C);
-    add_inplace(a->x, a->xn, tok * C);
+    add_inplace(x, a->xn, tok * C);
 }
 
 int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, float *embed) {
@@ -127,14 +127,14 @@ int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, f
     const fs_sam_config *c = &m->cfg;
     const fs_sam_params *p = &m->p;
     fs_sam_encoder_acts *a = &m->acts;
-    size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = B * g * g;
+    size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = g * g;
 
     fs_sam_tap(m, "preprocessed", pre, 4, B, 3, S, S);
     ops->patch_embed_forward(a->x, pre, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
     fs_sam_tap(m, "patch_embed", a->x, 4, B, g, g, C);
     for (size_t b = 0; b < B; b++) add_inplace(a->x + b * g * g * C, p->pos_embed, g * g * C);
     for (size_t i = 0; i < c->depth; i++) {
-        block_forward(m, ops, i, B);
+        for (size_t b = 0; b < B; b++) block_forward(m, ops, i, a->x + b * tok * C);
         if (m->tap) {
             char name[32];
             snprintf(name, sizeof name, "blocks.%zu", i);
@@ -142,10 +142,12 @@ int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, f
         }
     }
     /* neck: 1x1 conv (a linear over channels), LayerNorm2d, 3x3 conv, LayerNorm2d */
-    ops->linear_forward(a->n1, a->x, p->neck0_w, NULL, tok, C, D);
-    ops->layernorm_forward(a->n2, a->n1, p->neck1_w, p->neck1_b, tok, D, FS_SAM_EPS_ENC);
-    ops->conv3x3_forward(a->n1, a->n2, p->neck2_w, B, g, g, D, D);
-    ops->layernorm_forward(embed, a->n1, p->neck3_w, p->neck3_b, tok, D, FS_SAM_EPS_ENC);
+    for (size_t b = 0; b < B; b++) {
+        ops->linear_forward(a->n1, a->x + b * tok * C, p->neck0_w, NULL, tok, C, D);
+        ops->layernorm_forward(a->n2, a->n1, p->neck1_w, p->neck1_b, tok, D, FS_SAM_EPS_ENC);
+        ops->conv3x3_forward(a->n1, a->n2, p->neck2_w, 1, g, g, D, D);
+        ops->layernorm_forward(embed + b * tok * D, a->n1, p->neck3_w, p->neck3_b, tok, D, FS_SAM_EPS_ENC);
+    }
     fs_sam_tap_chw(m, "image_embeddings", embed, B, g, g, D);
     return FS_OK;
 }

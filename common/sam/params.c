@@ -241,6 +241,40 @@ static int resize_pos_embed(const float *src, size_t g, float *dst, size_t ng, s
     return FS_OK;
 }
 
+/* Every name and shape of table t against the checkpoint, both ways. */
+static int check_table(const fs_sam_table *t, const fs_ckpt *ck, const fs_sam_config *ck_cfg) {
+    const char *path = fs_ckpt_path(ck);
+    char s1[96], s2[96];
+    for (size_t i = 0; i < t->n; i++) {
+        const fs_sam_tensor_info *e = &t->v[i];
+        size_t idx;
+        if (fs_ckpt_find(ck, e->name, &idx))
+            return fs_error("'%s': tensor '%s' is missing (expected shape %s)", path, e->name,
+                            shape_str(s1, sizeof s1, e->ndim, e->shape));
+        const fs_ckpt_entry *ce = fs_ckpt_entry_at(ck, idx);
+        int same = ce->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = ce->shape[d] == e->shape[d];
+        if (!same)
+            return fs_error("'%s': tensor '%s' has shape %s, expected %s", path, e->name,
+                            shape_str(s1, sizeof s1, ce->ndim, ce->shape), shape_str(s2, sizeof s2, e->ndim, e->shape));
+    }
+    for (size_t i = 0; i < fs_ckpt_count(ck); i++) {
+        const fs_ckpt_entry *ce = fs_ckpt_entry_at(ck, i);
+        if (fs_sam_table_find(t, ce->name) < 0)
+            return fs_error("'%s': unexpected tensor '%s' with shape %s (not part of SAM %s)", path, ce->name,
+                            shape_str(s1, sizeof s1, ce->ndim, ce->shape), fs_sam_config_name(ck_cfg));
+    }
+    return FS_OK;
+}
+
+int fs_sam_params_check(const fs_ckpt *ck, const fs_sam_config *ck_cfg) {
+    fs_sam_table t;
+    if (build(&t, ck_cfg, NULL)) return FS_ERR;
+    int rc = check_table(&t, ck, ck_cfg);
+    fs_sam_table_free(&t);
+    return rc;
+}
+
 int fs_sam_params_load(fs_sam_params *p, const fs_sam_config *cfg, fs_ckpt *ck, const fs_sam_config *ck_cfg) {
     const char *path = fs_ckpt_path(ck);
     fs_sam_table src;
@@ -252,33 +286,15 @@ int fs_sam_params_load(fs_sam_params *p, const fs_sam_config *cfg, fs_ckpt *ck, 
         goto done;
     }
     /* names and shapes first: nothing is read from a checkpoint that does not fit */
-    char s1[96], s2[96];
+    if (check_table(&src, ck, ck_cfg)) goto done;
     size_t max_tmp = 0;
     for (size_t i = 0; i < src.n; i++) {
-        const fs_sam_tensor_info *e = &src.v[i];
-        size_t idx;
-        if (fs_ckpt_find(ck, e->name, &idx)) {
-            fs_error("'%s': tensor '%s' is missing (expected shape %s)", path, e->name,
-                     shape_str(s1, sizeof s1, e->ndim, e->shape));
+        if (strcmp(src.v[i].name, p->table.v[i].name) || (src.v[i].numel != p->table.v[i].numel && src.v[i].ndim != 4 &&
+                                                          src.v[i].ndim != 2)) {
+            fs_error("'%s': configuration mismatch between checkpoint and model at '%s'", path, src.v[i].name);
             goto done;
         }
-        const fs_ckpt_entry *ce = fs_ckpt_entry_at(ck, idx);
-        int same = ce->ndim == e->ndim;
-        for (int d = 0; same && d < e->ndim; d++) same = ce->shape[d] == e->shape[d];
-        if (!same) {
-            fs_error("'%s': tensor '%s' has shape %s, expected %s", path, e->name,
-                     shape_str(s1, sizeof s1, ce->ndim, ce->shape), shape_str(s2, sizeof s2, e->ndim, e->shape));
-            goto done;
-        }
-        if (e->numel != p->table.v[i].numel && e->numel > max_tmp) max_tmp = e->numel;
-    }
-    for (size_t i = 0; i < fs_ckpt_count(ck); i++) {
-        const fs_ckpt_entry *ce = fs_ckpt_entry_at(ck, i);
-        if (fs_sam_table_find(&src, ce->name) < 0) {
-            fs_error("'%s': unexpected tensor '%s' with shape %s (not part of SAM %s)", path, ce->name,
-                     shape_str(s1, sizeof s1, ce->ndim, ce->shape), fs_sam_config_name(ck_cfg));
-            goto done;
-        }
+        if (src.v[i].numel != p->table.v[i].numel && src.v[i].numel > max_tmp) max_tmp = src.v[i].numel;
     }
     if (max_tmp && !(tmp = malloc(max_tmp * sizeof *tmp))) {
         fs_error("out of memory loading '%s'", path);

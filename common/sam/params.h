@@ -90,6 +90,11 @@ long fs_sam_table_find(const fs_sam_table *t, const char *name);
 int fs_sam_params_alloc(fs_sam_params *p, const fs_sam_config *c);
 void fs_sam_params_free(fs_sam_params *p);
 
+/* Checks that the checkpoint holds exactly the tensors of ck_cfg's table,
+ * with their shapes (errors name the tensor and both shapes). Cheap: call it
+ * before allocating anything the size of the model. */
+int fs_sam_params_check(const fs_ckpt *ck, const fs_sam_config *ck_cfg);
+
 /* Reads a checkpoint whose own configuration is ck_cfg into p (allocated for
  * cfg). cfg may differ from ck_cfg in img_size only: pos_embed and the global
  * blocks' rel-pos tables are then resized bilinearly (align_corners=False), as

@@ -7,6 +7,11 @@
 #include "sam/internal.h"
 
 int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size) {
+    return fs_sam_load_meta(out, ckpt_path, img_size, NULL, NULL, 0);
+}
+
+int fs_sam_load_meta(fs_sam **out, const char *ckpt_path, size_t img_size, const char *const *keys,
+                     const char *const *vals, size_t n) {
     *out = NULL;
     fs_ckpt *ck;
     if (fs_ckpt_open(&ck, ckpt_path)) return FS_ERR;
@@ -15,7 +20,7 @@ int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size) {
         fs_ckpt_close(ck);
         return fs_error("out of memory loading '%s'", ckpt_path);
     }
-    if (fs_sam_config_from_ckpt(&m->ckpt_cfg, ck)) goto fail;
+    if (fs_sam_config_from_ckpt_meta(&m->ckpt_cfg, ck, keys, vals, n)) goto fail;
     m->cfg = m->ckpt_cfg;
     if (img_size) {
         if (img_size % m->cfg.patch_size) {
@@ -26,6 +31,7 @@ int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size) {
         m->cfg.img_size = img_size;
         if (fs_sam_config_validate(&m->cfg)) goto fail;
     }
+    if (fs_sam_params_check(ck, &m->ckpt_cfg)) goto fail;
     if (fs_sam_params_alloc(&m->p, &m->cfg)) goto fail;
     if (fs_sam_params_load(&m->p, &m->cfg, ck, &m->ckpt_cfg)) goto fail;
     size_t g = fs_sam_grid(&m->cfg);

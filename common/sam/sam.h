@@ -25,18 +25,19 @@
  * "image_embeddings" [B, D, g, g]); data is valid during the call only. */
 typedef void (*fs_sam_tap_fn)(void *ctx, const char *name, const float *data, int ndim, const size_t *shape);
 
-/* The encoder's activations for one batch size, one allocation, reused by
- * every block. */
+/* The encoder's activations: the residual stream for the batch, and scratch
+ * for one image (blocks run image by image), one allocation reused by every
+ * block; memory grows with the batch by one [g, g, C] stream per image. */
 typedef struct {
     size_t batch;
     float *mem;
     float *x;   /* [B, g, g, C] residual stream */
-    float *xn;  /* [B, g, g, C] normalised / projected */
-    float *win; /* [B * Gp * Gp, C] zero-padded windows (Gp: grid rounded up to the window) */
-    float *qkv; /* [B * Gp * Gp, 3C] */
-    float *att; /* [B * Gp * Gp, C] */
-    float *hid; /* [B * g * g, mlp_ratio * C] */
-    float *n1, *n2; /* [B, g, g, D] neck */
+    float *xn;  /* [g, g, C] normalised / projected (one image) */
+    float *win; /* [Gp * Gp, C] zero-padded windows (Gp: grid rounded up to the window) */
+    float *qkv; /* [Gp * Gp, 3C] */
+    float *att; /* [Gp * Gp, C] */
+    float *hid; /* [g * g, mlp_ratio * C] */
+    float *n1, *n2; /* [g, g, D] neck */
 } fs_sam_encoder_acts;
 
 typedef struct fs_sam {
@@ -54,6 +55,10 @@ typedef struct fs_sam {
  * another multiple of the patch size resizes pos_embed and the global rel-pos
  * tables (SAMed's way). */
 int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size);
+/* The same with configuration overrides: n key/value pairs with the
+ * safetensors __metadata__ keys (e.g. "dec_heads"="4" for a small .pth). */
+int fs_sam_load_meta(fs_sam **out, const char *ckpt_path, size_t img_size, const char *const *keys,
+                     const char *const *vals, size_t n);
 void fs_sam_free(fs_sam *m);
 /* fn NULL switches taps off (and with them the transposes they cost). */
 void fs_sam_set_tap(fs_sam *m, fs_sam_tap_fn fn, void *ctx);

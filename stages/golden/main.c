@@ -3,6 +3,7 @@
  * knows with the file's, or writes them out. */
 #include <getopt.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ static const char usage[] =
     "  --strict           with --check, training tensors (grad.*, loss.*, ...) that\n"
     "                     are not computed fail too\n"
     "  --backend NAME     kernels: ref (default) or cpu\n"
+    "  --meta KEY=VALUE   model configuration the checkpoint lacks, with the\n"
+    "                     safetensors metadata keys (e.g. dec_heads=4 for a small\n"
+    "                     .pth, which has no metadata); repeatable\n"
     "  -h, --help         this help\n";
 
 /* ---- computed tensors ---- */
@@ -138,20 +142,9 @@ static int meta_pair(const fs_ckpt *gd, const char *key, size_t *a, size_t *b) {
 
 /* ---- the forward file ---- */
 
-static int decode_into(fs_sam *m, const fs_nn_ops *ops, results *r, const char *prefix, const fs_sam_prompt *pr,
-                       fs_sam_mask_mode mode, const char *masks_name, const char *iou_name, float *low, int taps) {
-    size_t L = 4 * fs_sam_grid(&m->cfg), n;
-    float iou[FS_SAM_MAX_MASKS];
-    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
-    r->on = taps;
-    int rc = fs_sam_decode(m, ops, NULL, pr, mode, low, iou, &n);
-    (void)rc;
-    return FS_OK;
-}
-
 static int run_forward(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, results *r) {
     const fs_sam_config *c = &m->cfg;
-    size_t g = fs_sam_grid(c), D = c->out_chans, L = 4 * g, S = c->img_size;
+    size_t g = fs_sam_grid(c), D = c->out_chans, L = 4 * g;
     fs_tensor img = {0}, pts = {0}, labs = {0}, boxes = {0};
     float *embed = NULL, *low = NULL, *pe = NULL, *masks = NULL;
     int *ilab = NULL, rc = FS_ERR;
@@ -205,7 +198,6 @@ static int run_forward(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, results *r)
         fs_error("out of memory");
         goto done;
     }
-    (void)S;
     for (size_t b = 0; b < B; b++) {
         const float *eb = embed + b * g * g * D;
         const float *P = (const float *)pts.data + b * np * 2, *box = (const float *)boxes.data + b * 4;
@@ -277,9 +269,6 @@ static int run_resized(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, results *r)
     for (size_t i = 0; i < ck.n; i++) {
         const fs_sam_tensor_info *e = &m->p.table.v[i];
         if (e->numel == ck.v[i].numel) continue;
-        add_named(r, "resized.", e->name, m->p.arena + e->offset, 0);
-        result *x = (result *)results_get(r, "");
-        (void)x;
         char full[160];
         snprintf(full, sizeof full, "resized.%s", e->name);
         results_add(r, full, m->p.arena + e->offset, e->ndim, e->shape);
@@ -304,4 +293,165 @@ done:
     fs_tensor_free(&pre);
     free(embed);
     return rc;
+}
+
+/* ---- comparison ---- */
+
+static int is_training_name(const char *n) {
+    static const char *pre[] = {"grad.", "loss.", "train.", "final.", "init."};
+    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
+        if (!strncmp(n, pre[i], strlen(pre[i]))) return 1;
+    return 0;
+}
+
+static const char *shape_str(char *buf, size_t n, int ndim, const size_t *shape) {
+    fs_tensor t = {.ndim = ndim};
+    memcpy(t.shape, shape, (size_t)ndim * sizeof *shape);
+    return fs_shape_str(&t, buf, n);
+}
+
+/* Prints one line per golden tensor; returns the number of failures. */
+static int check(fs_ckpt *gd, const results *r, int training_file, int strict) {
+    int fails = 0;
+    size_t n_ok = 0;
+    for (size_t i = 0; i < fs_ckpt_count(gd); i++) {
+        const fs_ckpt_entry *e = fs_ckpt_entry_at(gd, i);
+        if (!strncmp(e->name, "input.", 6)) continue;
+        const result *x = results_get(r, e->name);
+        if (!x) {
+            int training = is_training_name(e->name) || training_file;
+            int known = training || !strncmp(e->name, "act.", 4) || !strncmp(e->name, "resized.", 8);
+            int fail = training ? strict : known;
+            printf("%s not computed%s %s\n", e->name, training ? " (training)" : "", fail ? "FAIL" : "skipped");
+            fails += fail;
+            continue;
+        }
+        char s1[96], s2[96];
+        int same = x->t.ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = x->t.shape[d] == e->shape[d];
+        if (!same) {
+            printf("%s shape %s expected %s FAIL\n", e->name, fs_shape_str(&x->t, s1, sizeof s1),
+                   shape_str(s2, sizeof s2, e->ndim, e->shape));
+            fails++;
+            continue;
+        }
+        size_t numel = fs_tensor_numel(&x->t);
+        float *ref = malloc((numel ? numel : 1) * sizeof *ref);
+        if (!ref || fs_ckpt_read_f32(gd, i, ref, numel)) {
+            printf("%s unreadable: %s FAIL\n", e->name, ref ? fs_error_msg() : "out of memory");
+            free(ref);
+            fails++;
+            continue;
+        }
+        const float *got = x->t.data;
+        double err = 0, mx = 0;
+        for (size_t k = 0; k < numel; k++) {
+            double d = fabs((double)got[k] - (double)ref[k]);
+            if (!(d <= err)) err = isnan(d) ? INFINITY : d;
+            if (fabs((double)ref[k]) > mx) mx = fabs((double)ref[k]);
+        }
+        double tol = 1e-4 * (1 + mx);
+        int ok = err <= tol;
+        printf("%s %.3g %.3g %s\n", e->name, err, tol, ok ? "ok" : "FAIL");
+        fails += !ok;
+        n_ok += ok;
+        free(ref);
+    }
+    printf("%zu ok, %d failed\n", n_ok, fails);
+    return fails;
+}
+
+static int write_results(const char *path, const results *r) {
+    const char **names = malloc((r->n ? r->n : 1) * sizeof *names);
+    fs_tensor *ts = malloc((r->n ? r->n : 1) * sizeof *ts);
+    if (!names || !ts) {
+        free(names);
+        free(ts);
+        return fs_error("out of memory");
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        names[i] = r->v[i].name;
+        ts[i] = r->v[i].t;
+    }
+    int rc = fs_safetensors_write(path, names, ts, r->n, NULL, NULL, 0);
+    free(names);
+    free(ts);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    fs_cli_init(argc, argv);
+    enum { O_BACKEND = 256, O_STRICT, O_META };
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'}, {"golden", required_argument, 0, 'g'},
+                                         {"out", required_argument, 0, 'o'},     {"check", no_argument, 0, 'c'},
+                                         {"strict", no_argument, 0, O_STRICT},   {"backend", required_argument, 0, O_BACKEND},
+                                         {"meta", required_argument, 0, O_META}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    enum { MAX_META = 16 };
+    char *meta_keys[MAX_META], *meta_vals[MAX_META];
+    size_t n_meta = 0;
+    const char *weights = NULL, *golden = NULL, *out = NULL, *backend = "ref";
+    int do_check = 0, strict = 0, c;
+    while ((c = getopt_long(argc, argv, "w:g:o:ch", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': weights = optarg; break;
+        case 'g': golden = optarg; break;
+        case 'o': out = optarg; break;
+        case 'c': do_check = 1; break;
+        case O_STRICT: strict = 1; break;
+        case O_BACKEND: backend = optarg; break;
+        case O_META: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) fs_cli_usage_error("--meta: expected KEY=VALUE, got '%s'", optarg);
+            if (n_meta == MAX_META) fs_cli_usage_error("--meta: at most %d pairs", MAX_META);
+            *eq = 0;
+            meta_keys[n_meta] = optarg;
+            meta_vals[n_meta++] = eq + 1;
+            break;
+        }
+        case 'h': fputs(usage, stdout); return FS_EXIT_OK;
+        default: fs_cli_bad_option(argc, argv);
+        }
+    }
+    if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!weights || !golden) fs_cli_usage_error("--weights and --golden are required");
+    const fs_nn_ops *ops = fs_nn_backend(backend);
+    if (!ops) fs_cli_usage_error("--backend: unknown backend '%s' (expected ref or cpu)", backend);
+
+    fs_ckpt *gd;
+    if (fs_ckpt_open(&gd, golden)) fs_cli_die();
+    int forward = has(gd, "input.image");
+    int resized = has(gd, "input.preprocessed");
+    int training = !forward && !resized;
+    size_t img_size = 0;
+    if (resized) {
+        size_t idx;
+        if (fs_ckpt_find(gd, "input.preprocessed", &idx)) fs_cli_die();
+        const fs_ckpt_entry *e = fs_ckpt_entry_at(gd, idx);
+        if (e->ndim != 4) fs_cli_usage_error("'%s': input.preprocessed must be [B,3,S,S]", golden);
+        img_size = e->shape[3];
+    }
+    fs_sam *m;
+    if (fs_sam_load_meta(&m, weights, img_size, (const char *const *)meta_keys, (const char *const *)meta_vals, n_meta))
+        fs_cli_die();
+    char gbuf[256];
+    fs_info("SAM %s: img %zu, patch %zu, dim %zu, depth %zu, heads %zu, window %zu, global %s; backend %s",
+            fs_sam_config_name(&m->cfg), m->cfg.img_size, m->cfg.patch_size, m->cfg.embed_dim, m->cfg.depth,
+            m->cfg.num_heads, m->cfg.window_size, fs_sam_config_global_str(&m->cfg, gbuf, sizeof gbuf), ops->name);
+
+    results r = {0};
+    fs_sam_set_tap(m, on_tap, &r);
+    int rc = FS_OK;
+    if (forward) rc = run_forward(m, ops, gd, &r);
+    else if (resized) rc = run_resized(m, ops, gd, &r);
+    if (rc == FS_OK && r.oom) rc = fs_error("out of memory recording activations");
+    if (rc) fs_cli_die();
+    if (out && write_results(out, &r)) fs_cli_die();
+    int fails = 0;
+    if (do_check) fails = check(gd, &r, training, strict);
+    else if (!out) printf("%zu tensors computed\n", r.n);
+    results_free(&r);
+    fs_sam_free(m);
+    fs_ckpt_close(gd);
+    return fails ? FS_EXIT_FAIL : FS_EXIT_OK;
 }

@@ -160,25 +160,6 @@ static void parse_pair(const char *opt, const char *s, double *a, double *b) {
     if (*b <= *a) fs_cli_usage_error("--%s: HI must exceed LO in '%s'", opt, s);
 }
 
-/* Replaces out by the finished tmp folder; refuses to delete a folder that
- * is not an earlier loader output. */
-static int publish(const char *tmp, const char *out) {
-    if (fs_is_dir(out)) {
-        char idx[4200];
-        snprintf(idx, sizeof idx, "%s/index.json", out);
-        char **names;
-        size_t n;
-        if (fs_list_dir(out, &names, &n)) return FS_ERR;
-        fs_free_list(names, n);
-        if (n && !fs_is_file(idx)) return fs_error("'%s' exists and is not a loader output (no index.json): not replacing it", out);
-        if (fs_remove_tree(out)) return FS_ERR;
-    } else if (fs_is_file(out)) {
-        return fs_error("'%s' exists and is a file", out);
-    }
-    if (rename(tmp, out) != 0) return fs_error_errno("cannot rename '%s' to '%s'", tmp, out);
-    return FS_OK;
-}
-
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
     enum { O_LABELS = 256, O_TEST, O_TRAIN, O_FRAC, O_SEED, O_CASES, O_SIZE, O_BLANK, O_PCT, O_WIN };
@@ -325,7 +306,7 @@ int main(int argc, char **argv) {
     }
     free(train_buf);
     free(test_buf);
-    if (rc == FS_OK) rc = publish(L.tmp, out);
+    if (rc == FS_OK) rc = fs_replace_dir(L.tmp, out, "index.json");
     if (rc) {
         fs_remove_tree(L.tmp);
         fs_cli_die();

@@ -37,4 +37,16 @@ import json,sys; s=json.load(open('$d/run/scores/scores.json'))
 assert s['mean_dsc'] == 1.0, s['mean_dsc']" 2>/dev/null; then pass score_rule_scores_predictions
 else fail score_rule_scores_predictions "$(tail -3 <<<"$out")"; fi
 [ "$ran_again" = "scorer " ] && pass score_reruns_only_scorer || fail score_reruns_only_scorer "ran: $ran_again"
+# With a checkpoint: predictor then scorer; PROMPT reruns only those two.
+W="$SHARED/golden/tiny.safetensors"
+out=$(mk pipeline SAM="$W" | ran)
+[ "$out" = "exemplar-sampler loader predictor scorer " ] && pass sam_runs_predictor_and_scorer \
+  || fail sam_runs_predictor_and_scorer "ran: $out"
+[ -f "$d/run/predictions/index.json" ] && [ -f "$d/run/scores/scores.md" ] && pass predictions_and_scores_written \
+  || fail predictions_and_scores_written "missing predictions or scores"
+out=$(mk pipeline SAM="$W" PROMPT=box | ran)
+[ "$out" = "predictor scorer " ] && pass prompt_reruns_predictor_and_scorer_only \
+  || fail prompt_reruns_predictor_and_scorer_only "ran: $out"
+out=$(mk pipeline SAM="$W" PROMPT=box | ran)
+[ -z "$out" ] && pass nothing_reruns_after_prompt || fail nothing_reruns_after_prompt "ran: $out"
 finish

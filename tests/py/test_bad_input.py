@@ -131,7 +131,7 @@ def not_a_loader_output_is_not_replaced():
     os.makedirs(keep)
     open(os.path.join(keep, "thesis.tex"), "w").write("x")
     rc, _, err = run("loader", "--data", "demo", "--cases", "1", "--out", keep, check=False)
-    assert rc == 1 and "not a loader output" in err, err
+    assert rc == 1 and "not an earlier output" in err, err
     assert os.listdir(keep) == ["thesis.tex"]
     assert [p for p in os.listdir(os.path.join(base, "in")) if p != "precious"] == []
 
