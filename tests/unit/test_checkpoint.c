@@ -311,11 +311,11 @@ static void pk_global(buf *b, const char *mod, const char *name) {
 }
 
 /* _rebuild_tensor_v2(('storage', torch.<type>, key, 'cpu', numel), offset, size, stride, False, OrderedDict()) */
-static const char *pk_callable; /* bytes that push _rebuild_tensor_v2 (e.g. a memo get); NULL: a GLOBAL */
+static const buf *pk_callable; /* bytes that push _rebuild_tensor_v2 (e.g. a memo get); NULL: a GLOBAL */
 
 static void pk_tensor(buf *b, const char *type, const char *key, uint64_t numel, uint64_t offset, int ndim,
                       const uint64_t *size, const uint64_t *stride) {
-    if (pk_callable) puts_(b, pk_callable);
+    if (pk_callable) put(b, pk_callable->d, pk_callable->n);
     else pk_global(b, "torch._utils", "_rebuild_tensor_v2");
     put8(b, '(');
     put8(b, '('); pk_str(b, "storage"); pk_global(b, "torch", type); pk_str(b, key); pk_str(b, "cpu");
@@ -574,14 +574,16 @@ static void pth_other_opcodes(void) {
     put8(&b, 0x80); put8(&b, 2);
     pk_global(&b, "torch._utils", "_rebuild_tensor_v2"); put8(&b, 'r'); putle(&b, 300, 4); put8(&b, '0');
     put8(&b, '('); put8(&b, 'N'); put8(&b, 0x88); put8(&b, '1');   /* POP_MARK drops both */
-    put8(&b, '}'); put8(&b, 0x94);                                  /* MEMOIZE as 0 */
+    put8(&b, '}'); put8(&b, 0x94);                                  /* MEMOIZE: index 1 (len of the memo) */
     put8(&b, '2'); put8(&b, '0');                                   /* DUP, POP */
     put8(&b, '(');
     puts_(&b, "Vcaf\\u00e9\n");
-    pk_callable = "j\x2c\x01\x00\x00";                          /* LONG_BINGET 300 */
+    buf get300 = {(unsigned char *)"j\x2c\x01\x00\x00", 5, 0};  /* LONG_BINGET 300 */
+    buf gets = {(unsigned char *)"h\x01h\x01" "0" "0j\x2c\x01\x00\x00", 11, 0}; /* gets, pops, the callable */
+    pk_callable = &get300;
     pk_tensor(&b, "FloatStorage", "0", 6, 0, 1, s6, st1);
     puts_(&b, "V\xe9t\xe9\n");
-    pk_callable = "h\x00h\x00" "0" "0j\x2c\x01\x00\x00";      /* gets, pops, then the callable */
+    pk_callable = &gets;
     pk_tensor(&b, "FloatStorage", "0", 6, 2, 1, s3, st1);
     pk_callable = NULL;
     put8(&b, 0x8c); put8(&b, 4); puts_(&b, "list"); put8(&b, ']'); put8(&b, '(');
