@@ -1,6 +1,7 @@
 /* predictor: SAM over the test volumes, slice by slice.
  *   <out>/<case>.h5      fewsam.prediction (label volume, the test volume's geometry)
  *   <out>/<case>.nii.gz  the same as NIfTI with the volume's affine
+ *   <out>/prompts.csv    every prompt used: case, slice, class, point or box
  *   <out>/index.json     settings, cases, timings (written last)
  * Prompts come from the ground truth per slice and class (the prompted
  * evaluation protocol): a point at the interior-most pixel or the tight box;
@@ -47,6 +48,8 @@ static const char usage[] =
     "                     others resize the position embeddings as SAMed does)\n"
     "  --seed N           seed for box jitter (0)\n"
     "  --backend NAME     cpu (default) or ref (plain reference kernels)\n"
+    "  --config KEY=VAL   model configuration a .pth cannot tell (e.g. dec_heads=4\n"
+    "                     for a small model); the safetensors metadata keys; repeatable\n"
     "  --no-nifti         HDF5 only\n"
     "  -h, --help         this help\n";
 
@@ -65,6 +68,9 @@ typedef struct {
     float *img, *embed, *low, *iou, *logits, *best;
     size_t cap_hw, cap_in;
     size_t encodes, decodes;
+    FILE *prompts;           /* prompts.csv */
+    const char *case_id;
+    size_t z;
 } predictor;
 
 static int ensure(predictor *P, size_t hw, size_t in_hw) {
@@ -133,6 +139,7 @@ static int predict_slice(predictor *P, const float *image, const uint8_t *label,
             double x, y;
             if (fs_prompt_point(label, h, w, (uint8_t)c, &x, &y)) return FS_ERR;
             /* ResizeLongestSide.apply_coords: pixel coordinates times the scale */
+            fprintf(P->prompts, "%s,%zu,%zu,point,%g,%g,,,,\n", P->case_id, P->z, c, x, y);
             pts[0] = (float)(x * (double)f.in_w / (double)w);
             pts[1] = (float)(y * (double)f.in_h / (double)h);
             pr.points = pts;
@@ -141,6 +148,7 @@ static int predict_slice(predictor *P, const float *image, const uint8_t *label,
         } else {
             double b[4];
             if (fs_prompt_box(label, h, w, (uint8_t)c, P->jitter, rng, b)) return FS_ERR;
+            fprintf(P->prompts, "%s,%zu,%zu,box,,,%.17g,%.17g,%.17g,%.17g\n", P->case_id, P->z, c, b[0], b[1], b[2], b[3]);
             box[0] = (float)(b[0] * (double)f.in_w / (double)w);
             box[1] = (float)(b[1] * (double)f.in_h / (double)h);
             box[2] = (float)(b[2] * (double)f.in_w / (double)w);
@@ -195,7 +203,9 @@ static int predict_case(predictor *P, const char *path, const char *tmp, int nif
     fs_rng_init(&rng, P->seed, key);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    P->case_id = v.case_id;
     for (size_t z = 0; z < nz && rc == FS_OK; z++) {
+        P->z = z;
         rc = predict_slice(P, (const float *)v.image.data.data + z * h * w, (const uint8_t *)v.label.data + z * h * w,
                            h, w, (uint8_t *)p.label.data.data + z * h * w, &rng);
         if (rc) fs_error_wrap("'%s' slice %zu", path, z);
@@ -225,19 +235,22 @@ out:
 
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
-    enum { O_PROMPT = 256, O_JITTER, O_MULTI, O_SIZE, O_SEED, O_BACKEND, O_NONIFTI };
+    enum { O_PROMPT = 256, O_JITTER, O_MULTI, O_SIZE, O_SEED, O_BACKEND, O_NONIFTI, O_CONFIG };
     static const struct option opts[] = {
         {"weights", required_argument, 0, 'w'}, {"data", required_argument, 0, 'd'},
         {"out", required_argument, 0, 'o'}, {"prompt", required_argument, 0, O_PROMPT},
         {"box-jitter", required_argument, 0, O_JITTER}, {"multimask", no_argument, 0, O_MULTI},
         {"img-size", required_argument, 0, O_SIZE}, {"seed", required_argument, 0, O_SEED},
         {"backend", required_argument, 0, O_BACKEND}, {"no-nifti", no_argument, 0, O_NONIFTI},
+        {"config", required_argument, 0, O_CONFIG},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *weights = NULL, *data = NULL, *out = NULL, *backend = "cpu";
     predictor P;
     memset(&P, 0, sizeof P);
     long img_size = 0;
     int nifti = 1, c;
+    char *cfg_keys[32], *cfg_vals[32];
+    size_t n_cfg = 0;
     while ((c = getopt_long(argc, argv, "w:d:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'w': weights = optarg; break;
@@ -256,6 +269,14 @@ int main(int argc, char **argv) {
         case O_SEED: P.seed = fs_cli_u64("seed", optarg); break;
         case O_BACKEND: backend = optarg; break;
         case O_NONIFTI: nifti = 0; break;
+        case O_CONFIG: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1]) fs_cli_usage_error("--config: expected KEY=VALUE, got '%s'", optarg);
+            if (n_cfg == 32) fs_cli_usage_error("--config: too many settings");
+            cfg_keys[n_cfg] = strndup(optarg, (size_t)(eq - optarg));
+            cfg_vals[n_cfg++] = eq + 1;
+            break;
+        }
         case 'h': fputs(usage, stdout); return FS_EXIT_OK;
         default: fs_cli_bad_option(argc, argv);
         }
@@ -284,7 +305,9 @@ int main(int argc, char **argv) {
         fs_error("'%s': no test volumes (*.h5)", dir);
         fs_cli_die();
     }
-    if (fs_sam_load(&P.m, weights, (size_t)img_size)) fs_cli_die();
+    if (fs_sam_load_meta(&P.m, weights, (size_t)img_size, (const char *const *)cfg_keys,
+                         (const char *const *)cfg_vals, n_cfg))
+        fs_cli_die();
     fs_info("%s SAM (%s), input %zu, prompt %s%s, backend %s", fs_sam_config_name(&P.m->cfg), weights,
             P.m->cfg.img_size, prompt_names[P.prompt], P.multimask ? " (multimask)" : "", P.ops->name);
 
@@ -293,6 +316,12 @@ int main(int argc, char **argv) {
     while (olen > 1 && out[olen - 1] == '/') olen--;
     snprintf(tmp, sizeof tmp, "%.*s.tmp.%ld", (int)olen, out, (long)getpid());
     if (fs_mkdirs(tmp)) fs_cli_die();
+    fs_atomic_file prompts_file;
+    char ppath[4400];
+    snprintf(ppath, sizeof ppath, "%s/prompts.csv", tmp);
+    if (fs_atomic_open(&prompts_file, ppath)) { fs_remove_tree(tmp); fs_cli_die(); }
+    P.prompts = prompts_file.f;
+    fprintf(P.prompts, "case,slice,class,kind,x,y,x0,y0,x1,y1\n");
     char *body = NULL;
     size_t body_len = 0;
     FILE *index = open_memstream(&body, &body_len);
@@ -309,6 +338,7 @@ int main(int argc, char **argv) {
         total_s += s;
     }
     fclose(index);
+    if (fs_atomic_close(&prompts_file, rc == FS_OK) && rc == FS_OK) rc = FS_ERR;
     if (rc == FS_OK) {
         fs_atomic_file af;
         char ipath[4400];

@@ -148,6 +148,16 @@ static void presets_are_recognised(void) {
         CHECK(fs_sam_config_validate(&c) == FS_OK);
         CHECK(!strcmp(fs_sam_config_name(&c), names[i]));
     }
+    /* state_dict sizes of the official checkpoints (parameters + the 256-element PE buffer) */
+    const size_t totals[3] = {93735728, 312343088, 641090864}, counts[3] = {314, 482, 594};
+    for (int i = 0; i < 3; i++) {
+        fs_sam_config c;
+        fs_sam_table t;
+        CHECK(fs_sam_config_preset(&c, names[i]) == FS_OK && fs_sam_table_build(&t, &c) == FS_OK);
+        size_t total = t.total, n = t.n;
+        fs_sam_table_free(&t);
+        CHECKF(total == totals[i] && n == counts[i], "%s: %zu tensors, %zu floats", names[i], n, total);
+    }
     fs_sam_config c;
     CHECK(fs_sam_config_preset(&c, "vit_x") == FS_ERR);
     CHECK(strstr(fs_error_msg(), "vit_x") != NULL);

@@ -30,6 +30,7 @@ typedef struct {
  * still in L2 when the second product reads them back. */
 static size_t block_rows(size_t Nq, size_t Nk) {
     size_t target = (256u << 10) / (sizeof(float) * (Nk ? Nk : 1));
+    if (getenv("FS_ROWS")) target = (size_t)atoi(getenv("FS_ROWS"));
     if (target < 16) target = 16;
     if (target >= Nq) return Nq ? Nq : 1;
     size_t nblk = (Nq + target - 1) / target;
