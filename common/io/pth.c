@@ -195,7 +195,7 @@ static int load_state_dict(pth_loader *L, const fs_pk_value *root) {
 
 int fs_pth_load(fs_ckpt *c) {
     if (fs_zip_open(&c->zip, c->path)) return FS_ERR;
-    size_t pkl;
+    size_t pkl = 0;
     char *prefix = NULL;
     if (find_prefix(c, &pkl, &prefix)) return FS_ERR;
     unsigned char *data = NULL;
