@@ -43,7 +43,7 @@ STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test check clean help pipeline deps
+.PHONY: all test check test-asan clean help pipeline deps
 .DEFAULT_GOAL := all
 
 all: $(STAGE_BINS)
@@ -73,6 +73,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 test check: all $(TEST_BINS)
 	@tests/run $(BUILD)
 
+# The suite again under AddressSanitizer and UBSan (build-asan/): every
+# malformed-input test must fail cleanly, never read out of bounds.
+test-asan:
+	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 $(MAKE) --no-print-directory SANITIZE=1 test
+
 deps:
 	run/deps
 
@@ -82,6 +87,7 @@ pipeline: all
 help:
 	@echo "make            build every stage into $(BUILD)/bin/"
 	@echo "make test       build and run the whole test suite"
+	@echo "make test-asan  the suite under AddressSanitizer and UBSan"
 	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
 	@echo "make deps       install the Debian packages fewsam needs"
 	@echo "make clean      remove $(BUILD)/"
