@@ -34,6 +34,8 @@ RUN ?= runs/$(DATA)
 # stops after the exemplars.
 SAM ?=
 IMG_SIZE ?=
+# KEY=VAL model settings a .pth cannot tell (e.g. dec_heads=4), space-separated.
+SAM_CONFIG ?=
 PROMPT ?= point
 BOX_JITTER ?= 0
 MULTIMASK ?= 0
@@ -46,7 +48,7 @@ stamp = $(shell mkdir -p $(RUN)/.settings && f=$(RUN)/.settings/$(1) && \
 
 LOADER_SETTINGS := $(DATA_KIND) in=$(DATA_DIR) seed=$(SEED) split=$(SPLIT_FRACTION) test=$(TEST_CASES) train=$(TRAIN_CASES) $(LOADER_ARGS)
 SAMPLER_SETTINGS := fraction=$(FRACTION) count=$(COUNT) strategy=$(SAMPLER_STRATEGY) seed=$(SEED) $(SAMPLER_ARGS)
-PREDICTOR_SETTINGS := sam=$(SAM) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
+PREDICTOR_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
 $(call stamp,loader,$(LOADER_SETTINGS))
 $(call stamp,sampler,$(SAMPLER_SETTINGS))
 $(call stamp,predictor,$(PREDICTOR_SETTINGS))
@@ -76,7 +78,7 @@ $(RUN)/predictions/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor
 	@mkdir -p $(LOGS)
 	$(PREDICTOR) --weights $(SAM) --data $(DATA_OUT) --out $(RUN)/predictions --prompt $(PROMPT) \
 	  --box-jitter $(BOX_JITTER) --seed $(SEED) --backend $(BACKEND) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
-	  $(if $(filter 1,$(MULTIMASK)),--multimask) 2>&1 | tee $(LOGS)/predictor.log
+	  $(if $(filter 1,$(MULTIMASK)),--multimask) $(foreach c,$(SAM_CONFIG),--config $(c)) 2>&1 | tee $(LOGS)/predictor.log
 
 $(DATA_OUT)/index.json: $(RUN)/.settings/loader $(LOADER)
 	@mkdir -p $(LOGS)
