@@ -67,6 +67,40 @@ typedef struct fs_nn_ops {
      * inp[N, Hi, Wi] -> out[N, Ho, Wo], N independent planes. */
     void (*resize_bilinear_forward)(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                     size_t Wo);
+
+    /* ---- backward ---- */
+
+    /* dinp[M, K] += dout[M, N] @ w[N, K]; dw[N, K] += dout^T @ inp;
+     * dbias[N] += column sums of dout. */
+    void (*linear_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                            size_t M, size_t K, size_t N);
+    /* inp[M, C] is the forward input (mean and rstd are recomputed). */
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                               size_t M, size_t C, float eps);
+    /* inp is the forward input: dinp[i] += f'(inp[i]) * dout[i]. */
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    void (*relu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    /* Shapes as attention_forward; the softmax is recomputed. */
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, size_t B, size_t Nq, size_t Nk, size_t H, size_t D, float scale);
+    /* Shapes as attention_relpos_forward: dqkv[B, Hg*Wg, 3, H, D]; drel_h
+     * [2*Hg-1, D] and drel_w [2*Wg-1, D] (NULL when frozen). Scores are
+     * recomputed block by block: the full map of a global block is never held. */
+    void (*attention_relpos_backward)(float *dqkv, float *drel_h, float *drel_w, const float *dout, const float *qkv,
+                                      const float *rel_h, const float *rel_w, size_t B, size_t Hg, size_t Wg,
+                                      size_t H, size_t D, float scale);
+    /* Shapes as patch_embed_forward. */
+    void (*patch_embed_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, size_t B, size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C);
+    /* Shapes as conv3x3_forward. */
+    void (*conv3x3_backward)(float *dinp, float *dw, const float *dout, const float *inp, const float *w, size_t B,
+                             size_t H, size_t W, size_t Cin, size_t Cout);
+    /* Shapes as conv_transpose2x2_forward. */
+    void (*conv_transpose2x2_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                       const float *w, size_t B, size_t H, size_t W, size_t Cin, size_t Cout);
+    /* Shapes as resize_bilinear_forward: dinp[N, Hi, Wi] += resize^T dout[N, Ho, Wo]. */
+    void (*resize_bilinear_backward)(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                     size_t Wo);
 } fs_nn_ops;
 
 extern const fs_nn_ops fs_nn_ref;
