@@ -25,4 +25,26 @@ void fs_ref_conv_transpose2x2_forward(float *out, const float *inp, const float 
 void fs_ref_resize_bilinear_forward(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                     size_t Wo);
 
+/* ---- backward (nn/nn.h): gradients accumulate (+=); a NULL gradient
+ * pointer is not computed ---- */
+void fs_ref_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                            size_t M, size_t K, size_t N);
+void fs_ref_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                               size_t M, size_t C, float eps);
+void fs_ref_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_ref_relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, size_t B, size_t Nq, size_t Nk, size_t H, size_t D, float scale);
+void fs_ref_attention_relpos_backward(float *dqkv, float *drel_h, float *drel_w, const float *dout, const float *qkv,
+                                      const float *rel_h, const float *rel_w, size_t B, size_t Hg, size_t Wg,
+                                      size_t H, size_t D, float scale);
+void fs_ref_patch_embed_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, size_t B, size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_ref_conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, size_t B,
+                             size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_ref_conv_transpose2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                       const float *w, size_t B, size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_ref_resize_bilinear_backward(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                     size_t Wo);
+
 #endif
