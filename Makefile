@@ -43,7 +43,7 @@ STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test check test-asan clean help pipeline deps
+.PHONY: all test check test-asan bench clean help pipeline deps
 .DEFAULT_GOAL := all
 
 all: $(STAGE_BINS)
@@ -73,6 +73,16 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 test check: all $(TEST_BINS)
 	@tests/run $(BUILD)
 
+# Benchmarks against PyTorch on the same machine and threads; ratios and
+# build/bench/results.json ("ratio" > 1: fewsam is better).
+BENCH_BIN := $(BUILD)/bench/bench_encoder
+$(BENCH_BIN): $(BUILD)/obj/tests/bench/bench_encoder.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench: $(BENCH_BIN)
+	@BUILD=$(BUILD) tests/bench/run.sh
+
 # The suite again under AddressSanitizer and UBSan (build-asan/): every
 # malformed-input test must fail cleanly, never read out of bounds.
 test-asan:
@@ -88,6 +98,7 @@ help:
 	@echo "make            build every stage into $(BUILD)/bin/"
 	@echo "make test       build and run the whole test suite"
 	@echo "make test-asan  the suite under AddressSanitizer and UBSan"
+	@echo "make bench      benchmarks against PyTorch (build/bench/results.json)"
 	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
 	@echo "make deps       install the Debian packages fewsam needs"
 	@echo "make clean      remove $(BUILD)/"

@@ -46,15 +46,7 @@ else
   pass pth_heads_matter
 fi
 
-# training files: their tensors are listed, not failed (unless --strict)
-if [ -f $GD/tiny_train.safetensors ]; then
-  check training_listed "$G" --weights $GD/tiny.safetensors --golden $GD/tiny_train.safetensors --check
-  if "$G" --weights $GD/tiny.safetensors --golden $GD/tiny_train.safetensors --check --strict >/dev/null 2>&1; then
-    fail training_strict "--strict passed without training tensors"
-  else
-    pass training_strict
-  fi
-fi
+# training files (grad.*, loss.*, final.*) are computed and checked by golden_train.sh
 
 # broken checkpoints: rewrite tiny.safetensors with one tensor re-shaped or dropped
 $PY - "$GD/tiny.safetensors" "$D" <<'PYEOF'

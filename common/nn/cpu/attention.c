@@ -3,13 +3,14 @@
  * scores S = scale * Q_blk K^T with one sgemm, adds the decomposed relative
  * position terms, exponentiates each row in place and multiplies by V with
  * a second sgemm, normalising the block's output rows last (D values per
- * row instead of Nk). At the 64 x 64 global grid of ViT-B a block is a few
- * hundred kilobytes instead of the 64 MB of a whole head's scores.
+ * row instead of Nk). At the 64 x 64 global grid of ViT-B a block is 4 MB
+ * per thread instead of the 64 MB of a head's scores (800 MB for 12 heads).
  *
  * Relative positions: the term for query (qy, qx) and key (ky, kx) is
  * q.rel_h[qy - ky + Hg - 1] + q.rel_w[qx - kx + Wg - 1]. For a block, one
  * small sgemm gives q.rel_h[j] for every j (and likewise for rel_w); each
- * query row then reads its Hg and Wg values from those. */
+ * query row then reads its Hg and Wg values from those and writes its row
+ * of terms, onto which the first product accumulates. */
 #include "nn/cpu/cpu.h"
 
 #include <omp.h>
@@ -26,11 +27,13 @@ typedef struct {
     size_t Hg, Wg;              /* query and key grid when rel_h is set */
 } attn_args;
 
-/* Rows per block: the block's scores stay within about 256 KB, so they are
- * still in L2 when the second product reads them back. */
+/* Rows per block: sgemm packs all of K (and V) on every call, so a block
+ * must have enough rows to amortise that; past a few megabytes of scores
+ * the gain is gone (measured on the 64 x 64 grid, head_dim 64: 16 rows
+ * 40, 64 rows 57, 256 rows 61, 512 rows 60 GFLOP/s per core). 4 MB of
+ * scores is 256 rows at 4096 keys, a whole 14 x 14 window. */
 static size_t block_rows(size_t Nq, size_t Nk) {
-    size_t target = (256u << 10) / (sizeof(float) * (Nk ? Nk : 1));
-    if (getenv("FS_ROWS")) target = (size_t)atoi(getenv("FS_ROWS"));
+    size_t target = (4u << 20) / (sizeof(float) * (Nk ? Nk : 1));
     if (target < 16) target = 16;
     if (target >= Nq) return Nq ? Nq : 1;
     size_t nblk = (Nq + target - 1) / target;
@@ -48,8 +51,10 @@ static void attn_task(const attn_args *a, attn_scratch *w, size_t b, size_t h, s
     const float *V = a->v + b * a->bsv + h * D;
     float *O = a->out + b * a->bso + r0 * a->ldo + h * D;
 
-    fs_nn_cpu_gemm_serial(1, rb, Nk, D, a->scale, Q, a->ldq, K, a->ldk, 0.0f, w->s, Nk);
     if (a->rel_h) {
+        /* The rel-pos terms are written into S first and the product is
+         * accumulated onto them (beta = 1): sgemm would otherwise clear S in
+         * a pass of its own, and adding the terms afterwards is another. */
         size_t Hg = a->Hg, Wg = a->Wg, nh = 2 * Hg - 1, nw = 2 * Wg - 1;
         fs_nn_cpu_gemm_serial(1, rb, nh, D, 1.0f, Q, a->ldq, a->rel_h, D, 0.0f, w->relh, nh);
         fs_nn_cpu_gemm_serial(1, rb, nw, D, 1.0f, Q, a->ldq, a->rel_w, D, 0.0f, w->relw, nw);
@@ -59,8 +64,11 @@ static void attn_task(const attn_args *a, attn_scratch *w, size_t b, size_t h, s
             const float *pw = w->relw + i * nw + qx + Wg - 1; /* pw[-kx] */
             for (size_t ky = 0; ky < Hg; ky++) w->rh_row[ky] = ph[-(long)ky];
             for (size_t kx = 0; kx < Wg; kx++) w->rw_row[kx] = pw[-(long)kx];
-            fs_nn_cpu_add_relpos_row(w->s + i * Nk, w->rh_row, w->rw_row, Hg, Wg);
+            fs_nn_cpu_relpos_row(w->s + i * Nk, w->rh_row, w->rw_row, Hg, Wg);
         }
+        fs_nn_cpu_gemm_serial(1, rb, Nk, D, a->scale, Q, a->ldq, K, a->ldk, 1.0f, w->s, Nk);
+    } else {
+        fs_nn_cpu_gemm_serial(1, rb, Nk, D, a->scale, Q, a->ldq, K, a->ldk, 0.0f, w->s, Nk);
     }
     for (size_t i = 0; i < rb; i++) w->inv[i] = 1.0f / fs_nn_cpu_softmax_row(w->s + i * Nk, Nk);
     fs_nn_cpu_gemm_serial(0, rb, D, Nk, 1.0f, w->s, Nk, V, a->ldv, 0.0f, O, a->ldo);

@@ -32,8 +32,8 @@ void fs_nn_cpu_gemm_serial(int trans_b, size_t M, size_t N, size_t K, float alph
 /* Row kernels, vectorised for the running CPU. */
 /* s[n] <- exp(s - max s); returns the sum of the new values. */
 float fs_nn_cpu_softmax_row(float *s, size_t n);
-/* s[ky*Wg + kx] += rh[ky] + rw[kx] for a Hg x Wg key grid. */
-void fs_nn_cpu_add_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg);
+/* s[ky*Wg + kx] = rh[ky] + rw[kx] for a Hg x Wg key grid. */
+void fs_nn_cpu_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg);
 /* out[n] = gelu(inp[n]) (erf form); out may equal inp. */
 void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n);
 

@@ -78,12 +78,12 @@ float fs_nn_cpu_softmax_row(float *s, size_t n) {
 }
 
 FS_VEC_CLONES
-void fs_nn_cpu_add_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg) {
+void fs_nn_cpu_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg) {
     for (size_t ky = 0; ky < Hg; ky++) {
         float h = rh[ky];
         float *row = s + ky * Wg;
 #pragma omp simd
-        for (size_t kx = 0; kx < Wg; kx++) row[kx] += h + rw[kx];
+        for (size_t kx = 0; kx < Wg; kx++) row[kx] = h + rw[kx];
     }
 }
 

@@ -1,0 +1,357 @@
+/* The mask decoder for training: the forward pass of one prompt set keeping
+ * every activation the backward pass needs (a tape), and the backward pass
+ * into the decoder's gradients and the image embedding's. The tape holds one
+ * prompt set: the trainer runs the decoder forward once for the loss, then
+ * again per prompt set right before its backward (the decoder is cheap next
+ * to the encoder), so memory does not grow with the number of prompts.
+ * The IoU head is left out: no loss uses the predicted IoU, so it gets no
+ * gradient (torch's None). */
+#include <math.h>
+#include <string.h>
+
+#include "sam/train_internal.h"
+
+typedef struct {
+    size_t D, HW, nm, I, M, D4, D8, heads, big;
+} dec_dims;
+
+static dec_dims ddims(const fs_train *t, size_t T) {
+    const fs_sam_config *c = &t->m->cfg;
+    dec_dims d;
+    d.D = c->out_chans;
+    size_t g = fs_sam_grid(c);
+    d.HW = g * g;
+    d.nm = fs_sam_num_masks(c);
+    d.I = d.D / 2;
+    d.M = c->dec_mlp_dim;
+    d.D4 = d.D / 4;
+    d.D8 = d.D / 8;
+    d.heads = c->dec_heads;
+    d.big = (T > d.HW ? T : d.HW) * d.D;
+    return d;
+}
+
+void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
+    const fs_sam_config *c = &t->m->cfg;
+    fs_train_dec *X = &t->Dt;
+    dec_dims d = ddims(t, T);
+    size_t D = d.D, HW = d.HW, I = d.I;
+    X->cap_T = T;
+    X->qpe = fs_bump_take(b, T * D);
+    for (size_t l = 0; l <= c->dec_depth; l++) {
+        X->q[l] = fs_bump_take(b, T * D);
+        X->k[l] = fs_bump_take(b, HW * D);
+    }
+    for (size_t l = 0; l < c->dec_depth; l++) {
+        fs_train_layer_tape *L = &X->L[l];
+        L->sa.Q = fs_bump_take(b, T * D);
+        L->sa.K = fs_bump_take(b, T * D);
+        L->sa.V = fs_bump_take(b, T * D);
+        L->sa.O = fs_bump_take(b, T * D);
+        L->sa_in = fs_bump_take(b, T * D);
+        L->r1 = fs_bump_take(b, T * D);
+        L->q1 = fs_bump_take(b, T * D);
+        L->t2i_q = fs_bump_take(b, T * D);
+        L->kpe = fs_bump_take(b, HW * D);
+        L->t2i.Q = fs_bump_take(b, T * I);
+        L->t2i.K = fs_bump_take(b, HW * I);
+        L->t2i.V = fs_bump_take(b, HW * I);
+        L->t2i.O = fs_bump_take(b, T * I);
+        L->r2 = fs_bump_take(b, T * D);
+        L->q2 = fs_bump_take(b, T * D);
+        L->mh = fs_bump_take(b, T * d.M);
+        L->mhr = fs_bump_take(b, T * d.M);
+        L->r3 = fs_bump_take(b, T * D);
+        L->i2t_k = fs_bump_take(b, T * D);
+        L->i2t.Q = fs_bump_take(b, HW * I);
+        L->i2t.K = fs_bump_take(b, T * I);
+        L->i2t.V = fs_bump_take(b, T * I);
+        L->i2t.O = fs_bump_take(b, HW * I);
+        L->r4 = fs_bump_take(b, HW * D);
+    }
+    X->f_q = fs_bump_take(b, T * D);
+    X->f_kpe = fs_bump_take(b, HW * D);
+    X->fin.Q = fs_bump_take(b, T * I);
+    X->fin.K = fs_bump_take(b, HW * I);
+    X->fin.V = fs_bump_take(b, HW * I);
+    X->fin.O = fs_bump_take(b, T * I);
+    X->r5 = fs_bump_take(b, T * D);
+    X->hs = fs_bump_take(b, T * D);
+    X->u0 = fs_bump_take(b, 4 * HW * d.D4);
+    X->u1 = fs_bump_take(b, 4 * HW * d.D4);
+    X->u1g = fs_bump_take(b, 4 * HW * d.D4);
+    X->u2 = fs_bump_take(b, 16 * HW * d.D8);
+    X->up = fs_bump_take(b, 16 * HW * d.D8);
+    X->hy_a1 = fs_bump_take(b, d.nm * D);
+    X->hy_r1 = fs_bump_take(b, d.nm * D);
+    X->hy_a2 = fs_bump_take(b, d.nm * D);
+    X->hy_r2 = fs_bump_take(b, d.nm * D);
+    X->hyper = fs_bump_take(b, d.nm * d.D8);
+    X->dO = fs_bump_take(b, d.big);
+    X->dQ = fs_bump_take(b, d.big);
+    X->dK = fs_bump_take(b, d.big);
+    X->dV = fs_bump_take(b, d.big);
+    X->dq = fs_bump_take(b, T * D);
+    X->dqpe = fs_bump_take(b, T * D);
+    X->dt = fs_bump_take(b, T * D);
+    X->dk = fs_bump_take(b, HW * D);
+    X->dkpe = fs_bump_take(b, HW * D);
+    X->dr = fs_bump_take(b, d.big);
+    X->dmh = fs_bump_take(b, T * d.M);
+    X->dmhr = fs_bump_take(b, T * d.M);
+    X->du0 = fs_bump_take(b, 4 * HW * d.D4);
+    X->du1 = fs_bump_take(b, 4 * HW * d.D4);
+    X->du1g = fs_bump_take(b, 4 * HW * d.D4);
+    X->du2 = fs_bump_take(b, 16 * HW * d.D8);
+    X->dup = fs_bump_take(b, 16 * HW * d.D8);
+    X->dhs = fs_bump_take(b, T * D);
+    X->dhyper = fs_bump_take(b, d.nm * d.D8);
+    X->dh1 = fs_bump_take(b, D);
+    X->dh2 = fs_bump_take(b, D);
+}
+
+static void add2(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
+
+/* The decoder's Attention on the tape's inputs: out[Nq, D]. */
+static void attn_fwd(const fs_nn_ops *ops, const dec_dims *d, const fs_sam_attn_params *P, fs_train_attn_tape *a,
+                     float *out) {
+    size_t hd = a->I / d->heads;
+    ops->linear_forward(a->Q, a->qin, P->q.w, P->q.b, a->Nq, d->D, a->I);
+    ops->linear_forward(a->K, a->kin, P->k.w, P->k.b, a->Nk, d->D, a->I);
+    ops->linear_forward(a->V, a->vin, P->v.w, P->v.b, a->Nk, d->D, a->I);
+    ops->attention_forward(a->O, a->Q, a->K, a->V, 1, a->Nq, a->Nk, d->heads, hd, 1.0f / sqrtf((float)hd));
+    ops->linear_forward(out, a->O, P->out.w, P->out.b, a->Nq, a->I, d->D);
+}
+
+/* dout[Nq, D] -> dqin, dkin, dvin accumulate (they may alias); weight
+ * gradients into G (NULL fields: frozen). */
+static void attn_bwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, const fs_sam_attn_params *P,
+                     const fs_sam_attn_params *G, const fs_train_attn_tape *a, const float *dout, float *dqin,
+                     float *dkin, float *dvin) {
+    size_t hd = a->I / d->heads;
+    zero(X->dO, a->Nq * a->I);
+    ops->linear_backward(X->dO, G->out.w, G->out.b, dout, a->O, P->out.w, a->Nq, a->I, d->D);
+    zero(X->dQ, a->Nq * a->I);
+    zero(X->dK, a->Nk * a->I);
+    zero(X->dV, a->Nk * a->I);
+    ops->attention_backward(X->dQ, X->dK, X->dV, X->dO, a->Q, a->K, a->V, 1, a->Nq, a->Nk, d->heads, hd,
+                            1.0f / sqrtf((float)hd));
+    ops->linear_backward(dqin, G->q.w, G->q.b, X->dQ, a->qin, P->q.w, a->Nq, d->D, a->I);
+    ops->linear_backward(dkin, G->k.w, G->k.b, X->dK, a->kin, P->k.w, a->Nk, d->D, a->I);
+    ops->linear_backward(dvin, G->v.w, G->v.b, X->dV, a->vin, P->v.w, a->Nk, d->D, a->I);
+}
+
+void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed, const float *sparse, size_t Ns,
+                          size_t first, size_t n, float *low) {
+    const fs_sam_config *c = &t->m->cfg;
+    const fs_sam_params *p = &t->m->p;
+    fs_train_dec *X = &t->Dt;
+    size_t T = 1 + fs_sam_num_masks(c) + Ns;
+    dec_dims d = ddims(t, T);
+    size_t D = d.D, HW = d.HW;
+    const float *pos = t->m->image_pe;
+    X->T = T;
+    X->first = first;
+    X->n = n;
+
+    memcpy(X->qpe, p->iou_token, D * sizeof *X->qpe);
+    memcpy(X->qpe + D, p->mask_tokens, d.nm * D * sizeof *X->qpe);
+    if (Ns) memcpy(X->qpe + (1 + d.nm) * D, sparse, Ns * D * sizeof *X->qpe);
+    memcpy(X->q[0], X->qpe, T * D * sizeof *X->qpe);
+    for (size_t i = 0; i < HW; i++)
+        for (size_t k = 0; k < D; k++) X->k[0][i * D + k] = embed[i * D + k] + p->no_mask[k];
+
+    for (size_t l = 0; l < c->dec_depth; l++) {
+        fs_train_layer_tape *L = &X->L[l];
+        const fs_sam_twoway_params *P = &p->layers[l];
+        float *q = X->q[l], *k = X->k[l];
+        L->sa.Nq = L->sa.Nk = T;
+        L->sa.I = D;
+        L->t2i.Nq = T;
+        L->t2i.Nk = HW;
+        L->t2i.I = d.I;
+        L->i2t.Nq = HW;
+        L->i2t.Nk = T;
+        L->i2t.I = d.I;
+        if (l == 0) { /* skip_first_layer_pe: no residual */
+            L->sa.qin = L->sa.kin = L->sa.vin = q;
+            attn_fwd(ops, &d, &P->self_attn, &L->sa, L->r1);
+        } else {
+            add2(L->sa_in, q, X->qpe, T * D);
+            L->sa.qin = L->sa.kin = L->sa_in;
+            L->sa.vin = q;
+            attn_fwd(ops, &d, &P->self_attn, &L->sa, L->r1);
+            add2(L->r1, q, L->r1, T * D);
+        }
+        ops->layernorm_forward(L->q1, L->r1, P->norm1_w, P->norm1_b, T, D, FS_SAM_EPS_DEC);
+
+        add2(L->t2i_q, L->q1, X->qpe, T * D);
+        add2(L->kpe, k, pos, HW * D);
+        L->t2i.qin = L->t2i_q;
+        L->t2i.kin = L->kpe;
+        L->t2i.vin = k;
+        attn_fwd(ops, &d, &P->cross_t2i, &L->t2i, L->r2);
+        add2(L->r2, L->q1, L->r2, T * D);
+        ops->layernorm_forward(L->q2, L->r2, P->norm2_w, P->norm2_b, T, D, FS_SAM_EPS_DEC);
+
+        ops->linear_forward(L->mh, L->q2, P->lin1.w, P->lin1.b, T, D, d.M);
+        ops->relu_forward(L->mhr, L->mh, T * d.M);
+        ops->linear_forward(L->r3, L->mhr, P->lin2.w, P->lin2.b, T, d.M, D);
+        add2(L->r3, L->q2, L->r3, T * D);
+        ops->layernorm_forward(X->q[l + 1], L->r3, P->norm3_w, P->norm3_b, T, D, FS_SAM_EPS_DEC);
+
+        add2(L->i2t_k, X->q[l + 1], X->qpe, T * D);
+        L->i2t.qin = L->kpe;
+        L->i2t.kin = L->i2t_k;
+        L->i2t.vin = X->q[l + 1];
+        attn_fwd(ops, &d, &P->cross_i2t, &L->i2t, L->r4);
+        add2(L->r4, k, L->r4, HW * D);
+        ops->layernorm_forward(X->k[l + 1], L->r4, P->norm4_w, P->norm4_b, HW, D, FS_SAM_EPS_DEC);
+    }
+    size_t nd = c->dec_depth;
+    add2(X->f_q, X->q[nd], X->qpe, T * D);
+    add2(X->f_kpe, X->k[nd], pos, HW * D);
+    X->fin.Nq = T;
+    X->fin.Nk = HW;
+    X->fin.I = d.I;
+    X->fin.qin = X->f_q;
+    X->fin.kin = X->f_kpe;
+    X->fin.vin = X->k[nd];
+    attn_fwd(ops, &d, &p->final_attn, &X->fin, X->r5);
+    add2(X->r5, X->q[nd], X->r5, T * D);
+    ops->layernorm_forward(X->hs, X->r5, p->norm_final_w, p->norm_final_b, T, D, FS_SAM_EPS_DEC);
+
+    size_t g = fs_sam_grid(c);
+    ops->conv_transpose2x2_forward(X->u0, X->k[nd], p->up0_w, p->up0_b, 1, g, g, D, d.D4);
+    ops->layernorm_forward(X->u1, X->u0, p->up1_w, p->up1_b, 4 * HW, d.D4, FS_SAM_EPS_ENC);
+    ops->gelu_forward(X->u1g, X->u1, 4 * HW * d.D4);
+    ops->conv_transpose2x2_forward(X->u2, X->u1g, p->up3_w, p->up3_b, 1, 2 * g, 2 * g, d.D4, d.D8);
+    ops->gelu_forward(X->up, X->u2, 16 * HW * d.D8);
+
+    /* every mask token's hypernetwork, as the official code */
+    for (size_t m = 0; m < d.nm; m++) {
+        const fs_sam_mlp_params *H = &p->hyper[m];
+        ops->linear_forward(X->hy_a1 + m * D, X->hs + (1 + m) * D, H->layers[0].w, H->layers[0].b, 1, D, D);
+        ops->relu_forward(X->hy_r1 + m * D, X->hy_a1 + m * D, D);
+        ops->linear_forward(X->hy_a2 + m * D, X->hy_r1 + m * D, H->layers[1].w, H->layers[1].b, 1, D, D);
+        ops->relu_forward(X->hy_r2 + m * D, X->hy_a2 + m * D, D);
+        ops->linear_forward(X->hyper + m * d.D8, X->hy_r2 + m * D, H->layers[2].w, H->layers[2].b, 1, D, d.D8);
+    }
+    ops->linear_forward(low, X->hyper + first * d.D8, X->up, NULL, n, d.D8, 16 * HW);
+}
+
+void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed) {
+    const fs_sam_config *c = &t->m->cfg;
+    const fs_sam_params *p = &t->m->p;
+    const fs_sam_params *G = &t->G;
+    fs_train_dec *X = &t->Dt;
+    size_t T = X->T, nd = c->dec_depth, g = fs_sam_grid(c);
+    dec_dims d = ddims(t, T);
+    size_t D = d.D, HW = d.HW;
+
+    /* masks = hyper[first..] @ up^T */
+    zero(X->dhyper, d.nm * d.D8);
+    zero(X->dup, 16 * HW * d.D8);
+    ops->linear_backward(X->dhyper + X->first * d.D8, X->dup, NULL, dlow, X->hyper + X->first * d.D8, X->up, X->n,
+                         d.D8, 16 * HW);
+    /* hypernetworks of the used tokens (the others get no gradient) */
+    zero(X->dhs, T * D);
+    for (size_t m = X->first; m < X->first + X->n; m++) {
+        const fs_sam_mlp_params *H = &p->hyper[m];
+        const fs_sam_mlp_params *GH = &G->hyper[m];
+        zero(X->dh2, D);
+        ops->linear_backward(X->dh2, GH->layers[2].w, GH->layers[2].b, X->dhyper + m * d.D8, X->hy_r2 + m * D,
+                             H->layers[2].w, 1, D, d.D8);
+        zero(X->dh1, D);
+        ops->relu_backward(X->dh1, X->hy_a2 + m * D, X->dh2, D);
+        zero(X->dh2, D);
+        ops->linear_backward(X->dh2, GH->layers[1].w, GH->layers[1].b, X->dh1, X->hy_r1 + m * D, H->layers[1].w, 1, D,
+                             D);
+        zero(X->dh1, D);
+        ops->relu_backward(X->dh1, X->hy_a1 + m * D, X->dh2, D);
+        ops->linear_backward(X->dhs + (1 + m) * D, GH->layers[0].w, GH->layers[0].b, X->dh1, X->hs + (1 + m) * D,
+                             H->layers[0].w, 1, D, D);
+    }
+    /* output upscaling */
+    zero(X->du2, 16 * HW * d.D8);
+    ops->gelu_backward(X->du2, X->u2, X->dup, 16 * HW * d.D8);
+    zero(X->du1g, 4 * HW * d.D4);
+    ops->conv_transpose2x2_backward(X->du1g, G->up3_w, G->up3_b, X->du2, X->u1g, p->up3_w, 1, 2 * g, 2 * g, d.D4,
+                                    d.D8);
+    zero(X->du1, 4 * HW * d.D4);
+    ops->gelu_backward(X->du1, X->u1, X->du1g, 4 * HW * d.D4);
+    zero(X->du0, 4 * HW * d.D4);
+    ops->layernorm_backward(X->du0, G->up1_w, G->up1_b, X->du1, X->u0, p->up1_w, 4 * HW, d.D4, FS_SAM_EPS_ENC);
+    zero(X->dk, HW * D);
+    ops->conv_transpose2x2_backward(X->dk, G->up0_w, G->up0_b, X->du0, X->k[nd], p->up0_w, 1, g, g, D, d.D4);
+
+    /* final attention: hs = LN(q + attn(q + qpe, k + pos, k)) */
+    zero(X->dr, T * D);
+    ops->layernorm_backward(X->dr, G->norm_final_w, G->norm_final_b, X->dhs, X->r5, p->norm_final_w, T, D,
+                            FS_SAM_EPS_DEC);
+    memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
+    zero(X->dqpe, T * D);
+    zero(X->dt, T * D);
+    zero(X->dkpe, HW * D);
+    attn_bwd(ops, &d, X, &p->final_attn, &G->final_attn, &X->fin, X->dr, X->dt, X->dkpe, X->dk);
+    add2(X->dq, X->dq, X->dt, T * D);
+    add2(X->dqpe, X->dqpe, X->dt, T * D);
+    add2(X->dk, X->dk, X->dkpe, HW * D);
+
+    for (size_t l = nd; l-- > 0;) {
+        const fs_train_layer_tape *L = &X->L[l];
+        const fs_sam_twoway_params *P = &p->layers[l], *GL = &G->layers[l];
+        /* dq: d queries out of layer l; dk: d keys out */
+        /* image to token: keys = LN4(k + attn(k + pos, q3 + qpe, q3)) */
+        zero(X->dr, HW * D);
+        ops->layernorm_backward(X->dr, GL->norm4_w, GL->norm4_b, X->dk, L->r4, P->norm4_w, HW, D, FS_SAM_EPS_DEC);
+        memcpy(X->dk, X->dr, HW * D * sizeof *X->dk);
+        zero(X->dkpe, HW * D);
+        zero(X->dt, T * D);
+        attn_bwd(ops, &d, X, &P->cross_i2t, &GL->cross_i2t, &L->i2t, X->dr, X->dkpe, X->dt, X->dq);
+        add2(X->dq, X->dq, X->dt, T * D);
+        add2(X->dqpe, X->dqpe, X->dt, T * D);
+        /* MLP: q3 = LN3(q2 + lin2(relu(lin1(q2)))) */
+        zero(X->dr, T * D);
+        ops->layernorm_backward(X->dr, GL->norm3_w, GL->norm3_b, X->dq, L->r3, P->norm3_w, T, D, FS_SAM_EPS_DEC);
+        memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
+        zero(X->dmhr, T * d.M);
+        ops->linear_backward(X->dmhr, GL->lin2.w, GL->lin2.b, X->dr, L->mhr, P->lin2.w, T, d.M, D);
+        zero(X->dmh, T * d.M);
+        ops->relu_backward(X->dmh, L->mh, X->dmhr, T * d.M);
+        ops->linear_backward(X->dq, GL->lin1.w, GL->lin1.b, X->dmh, L->q2, P->lin1.w, T, D, d.M);
+        /* token to image: q2 = LN2(q1 + attn(q1 + qpe, k + pos, k)) */
+        zero(X->dr, T * D);
+        ops->layernorm_backward(X->dr, GL->norm2_w, GL->norm2_b, X->dq, L->r2, P->norm2_w, T, D, FS_SAM_EPS_DEC);
+        memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
+        zero(X->dt, T * D);
+        attn_bwd(ops, &d, X, &P->cross_t2i, &GL->cross_t2i, &L->t2i, X->dr, X->dt, X->dkpe, X->dk);
+        add2(X->dq, X->dq, X->dt, T * D);
+        add2(X->dqpe, X->dqpe, X->dt, T * D);
+        add2(X->dk, X->dk, X->dkpe, HW * D); /* kpe = k + pos, shared by both cross attentions */
+        /* self-attention: q1 = LN1(attn(q, q, q)) (layer 0) or LN1(q + attn(q + qpe, q + qpe, q)) */
+        zero(X->dr, T * D);
+        ops->layernorm_backward(X->dr, GL->norm1_w, GL->norm1_b, X->dq, L->r1, P->norm1_w, T, D, FS_SAM_EPS_DEC);
+        if (l == 0) {
+            zero(X->dq, T * D);
+            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, &L->sa, X->dr, X->dq, X->dq, X->dq);
+        } else {
+            memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
+            zero(X->dt, T * D);
+            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, &L->sa, X->dr, X->dt, X->dt, X->dq);
+            add2(X->dq, X->dq, X->dt, T * D);
+            add2(X->dqpe, X->dqpe, X->dt, T * D);
+        }
+    }
+    /* the tokens were both the first queries and the query pe */
+    add2(X->dq, X->dq, X->dqpe, T * D);
+    if (G->iou_token) add2(G->iou_token, G->iou_token, X->dq, D);
+    if (G->mask_tokens) add2(G->mask_tokens, G->mask_tokens, X->dq + D, d.nm * D);
+    /* keys = embed + no_mask_embed (the prompt encoder is frozen) */
+    add2(dembed, dembed, X->dk, HW * D);
+}
+

@@ -1,0 +1,295 @@
+/* The training state: trainable tensors, gradients, AdamW moments,
+ * activations; one step = encoder forward, decoder forward per prompt set,
+ * loss, decoder backward per prompt set, encoder backward, AdamW. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "sam/train_internal.h"
+
+void fs_train_config_default(fs_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->lora = fs_lora_default_config();
+    c->decoder = FS_TRAIN_DECODER_FULL;
+    c->batch = 1;
+    c->recompute = 0;
+    c->loss = fs_loss_default_weights();
+    c->adamw = fs_adamw_defaults(0.005f, 0.1f);
+    c->clip = 0;
+    c->seed = 0;
+}
+
+static int is_decoder(const char *name) { return !strncmp(name, "mask_decoder.", 13); }
+
+void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder) {
+    *lora = *decoder = 0;
+    fs_sam_table t;
+    if (fs_lora_table_build(&t, c, &tc->lora) == FS_OK) {
+        *lora = t.total;
+        fs_sam_table_free(&t);
+    }
+    if (tc->decoder == FS_TRAIN_DECODER_FULL && fs_sam_table_build(&t, c) == FS_OK) {
+        for (size_t i = 0; i < t.n; i++)
+            if (is_decoder(t.v[i].name)) *decoder += t.v[i].numel;
+        fs_sam_table_free(&t);
+    }
+}
+
+int fs_train_dec_reserve(fs_train *t, size_t T) {
+    if (t->Dt.mem && t->Dt.cap_T >= T) return FS_OK;
+    free(t->Dt.mem);
+    t->Dt.mem = NULL;
+    fs_bump b = {NULL, 0};
+    fs_train_dec_layout(t, &b, T);
+    float *mem = calloc(b.used, sizeof *mem);
+    if (!mem) return fs_error("out of memory for the mask decoder's training activations (%zu floats)", b.used);
+    b = (fs_bump){mem, 0};
+    fs_train_dec_layout(t, &b, T);
+    t->Dt.mem = mem;
+    return FS_OK;
+}
+
+void fs_train_free(fs_train *t) {
+    if (!t) return;
+    fs_lora_free(&t->lora);
+    free(t->t);
+    free(t->grads);
+    free(t->moments);
+    free(t->acts);
+    free(t->Dt.mem);
+    free(t);
+}
+
+int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
+    *out = NULL;
+    if (!tc->batch) return fs_error("training batch size must be at least 1");
+    if (tc->decoder != FS_TRAIN_DECODER_FULL && tc->decoder != FS_TRAIN_DECODER_FROZEN)
+        return fs_error("decoder mode %d is not supported (full or frozen)", (int)tc->decoder);
+    const fs_sam_config *c = &m->cfg;
+    if (c->out_chans % 8 || c->out_chans / 2 % c->dec_heads)
+        return fs_error("decoder width %zu does not split into the upscaling and heads", c->out_chans);
+    fs_train *t = calloc(1, sizeof *t);
+    if (!t) return fs_error("out of memory for the training state");
+    t->m = m;
+    t->cfg = *tc;
+    if (fs_lora_alloc(&t->lora, c, &tc->lora)) goto fail;
+    fs_lora_init(&t->lora, tc->seed);
+
+    /* trainable tensors: the adapters, then the decoder */
+    const fs_sam_table *pt = &m->p.table;
+    size_t cap = t->lora.table.n + pt->n;
+    t->t = calloc(cap ? cap : 1, sizeof *t->t);
+    if (!t->t) {
+        fs_error("out of memory for the training state");
+        goto fail;
+    }
+    for (size_t i = 0; i < t->lora.table.n; i++) {
+        const fs_sam_tensor_info *e = &t->lora.table.v[i];
+        fs_train_tensor *x = &t->t[t->nt++];
+        memcpy(x->name, e->name, sizeof x->name);
+        x->ndim = e->ndim;
+        memcpy(x->shape, e->shape, sizeof x->shape);
+        x->numel = e->numel;
+        x->param = t->lora.arena + e->offset;
+        x->in_graph = 1;
+        t->n_lora += e->numel;
+    }
+    if (tc->decoder == FS_TRAIN_DECODER_FULL)
+        for (size_t i = 0; i < pt->n; i++) {
+            const fs_sam_tensor_info *e = &pt->v[i];
+            if (!is_decoder(e->name)) continue;
+            fs_train_tensor *x = &t->t[t->nt++];
+            memcpy(x->name, e->name, sizeof x->name);
+            x->ndim = e->ndim;
+            memcpy(x->shape, e->shape, sizeof x->shape);
+            x->numel = e->numel;
+            x->param = m->p.arena + e->offset;
+            x->in_graph = strstr(e->name, "iou_prediction_head") == NULL;
+            t->n_dec += e->numel;
+        }
+    t->nparams = t->n_lora + t->n_dec;
+    t->grads = calloc(t->nparams ? t->nparams : 1, sizeof *t->grads);
+    t->moments = calloc(2 * t->nparams + 1, sizeof *t->moments);
+    if (!t->grads || !t->moments) {
+        fs_error("out of memory for gradients and optimiser state (%zu parameters)", t->nparams);
+        goto fail;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < t->nt; i++) {
+        t->t[i].grad = t->grads + off;
+        t->t[i].m = t->moments + off;
+        t->t[i].v = t->moments + t->nparams + off;
+        off += t->t[i].numel;
+    }
+    /* LoRA gradients mirror the adapters' layout at the start of grads */
+    for (size_t i = 0; i < c->depth; i++)
+        for (int s = 0; s < FS_LORA_NSLOTS; s++)
+            if (t->lora.blocks[i].A[s]) {
+                t->lgrad[i].A[s] = t->grads + (t->lora.blocks[i].A[s] - t->lora.arena);
+                t->lgrad[i].B[s] = t->grads + (t->lora.blocks[i].B[s] - t->lora.arena);
+            }
+    /* decoder gradients: the fs_sam_params field that binds a tensor in the
+     * model binds its gradient in G */
+    for (size_t i = t->lora.table.n; i < t->nt; i++) {
+        long k = fs_sam_table_find(pt, t->t[i].name);
+        float **slot = pt->v[k].slot;
+        size_t field = (size_t)((char *)slot - (char *)&m->p);
+        *(float **)((char *)&t->G + field) = t->t[i].grad;
+    }
+
+    fs_bump b = {NULL, 0};
+    fs_train_enc_layout(t, &b, tc->batch);
+    t->acts = malloc(b.used * sizeof *t->acts);
+    if (!t->acts) {
+        fs_error("out of memory for the training activations (%zu MiB for batch %zu)",
+                 b.used * sizeof(float) >> 20, tc->batch);
+        goto fail;
+    }
+    b = (fs_bump){t->acts, 0};
+    fs_train_enc_layout(t, &b, tc->batch);
+    if (fs_train_dec_reserve(t, 1 + fs_sam_num_masks(c) + 4)) goto fail;
+    fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
+            t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec,
+            tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen", b.used * sizeof(float) >> 20);
+    *out = t;
+    return FS_OK;
+fail:
+    fs_train_free(t);
+    return FS_ERR;
+}
+
+size_t fs_train_tensor_count(const fs_train *t) { return t->nt; }
+fs_train_tensor *fs_train_tensor_at(fs_train *t, size_t i) { return i < t->nt ? &t->t[i] : NULL; }
+fs_train_tensor *fs_train_find(fs_train *t, const char *name) {
+    for (size_t i = 0; i < t->nt; i++)
+        if (!strcmp(t->t[i].name, name)) return &t->t[i];
+    return NULL;
+}
+size_t fs_train_param_count(const fs_train *t) { return t->nparams; }
+size_t fs_train_steps(const fs_train *t) { return t->steps; }
+void fs_train_set_steps(fs_train *t, size_t steps) { t->steps = steps; }
+fs_lora *fs_train_lora(fs_train *t) { return &t->lora; }
+double fs_train_last_grad_norm(const fs_train *t) { return t->last_norm; }
+
+void fs_train_zero_grad(fs_train *t) { memset(t->grads, 0, t->nparams * sizeof *t->grads); }
+
+static int check_batch(const fs_train *t, const fs_train_batch *b) {
+    const fs_sam_config *c = &t->m->cfg;
+    if (!b->images || !b->n_images) return fs_error("training batch without images");
+    if (b->n_images > t->E.cap)
+        return fs_error("training batch of %zu images exceeds the configured batch size %zu", b->n_images, t->E.cap);
+    if (b->prompts) {
+        if (!b->n_items || !b->item_image || !b->targets)
+            return fs_error("prompted training batch needs prompt sets, their images and targets");
+        for (size_t i = 0; i < b->n_items; i++) {
+            if (b->item_image[i] >= b->n_images)
+                return fs_error("prompt set %zu refers to image %zu of %zu", i, b->item_image[i], b->n_images);
+            if (!fs_sam_sparse_count(&b->prompts[i])) return fs_error("prompt set %zu has no point and no box", i);
+        }
+    } else {
+        if (!b->labels) return fs_error("prompt-free training batch needs labels");
+        size_t L = 4 * fs_sam_grid(c), K = fs_sam_num_masks(c);
+        for (size_t i = 0; i < b->n_images * L * L; i++)
+            if (b->labels[i] < 0 || (size_t)b->labels[i] >= K)
+                return fs_error("label %d at pixel %zu is outside the %zu classes the decoder has", b->labels[i], i, K);
+    }
+    return FS_OK;
+}
+
+int fs_train_backend_ok(const fs_nn_ops *ops) {
+    return ops->linear_backward && ops->layernorm_backward && ops->gelu_backward && ops->relu_backward &&
+           ops->attention_backward && ops->attention_relpos_backward && ops->conv3x3_backward &&
+           ops->conv_transpose2x2_backward;
+}
+
+/* The shared body of forward_backward (grad 1) and loss (grad 0). */
+static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss, int grad) {
+    if (grad && !fs_train_backend_ok(ops)) return fs_error("backend '%s' has no backward kernels", ops->name);
+    if (check_batch(t, b)) return FS_ERR;
+    fs_sam *m = t->m;
+    const fs_sam_config *c = &m->cfg;
+    size_t g = fs_sam_grid(c), HW = g * g, D = c->out_chans, LL = 16 * HW, nm = fs_sam_num_masks(c);
+    int prompted = b->prompts != NULL;
+    size_t n_items = prompted ? b->n_items : b->n_images, n_masks = prompted ? 1 : nm;
+    size_t maxNs = 0;
+    for (size_t i = 0; prompted && i < n_items; i++) {
+        size_t ns = fs_sam_sparse_count(&b->prompts[i]);
+        if (ns > maxNs) maxNs = ns;
+    }
+    if (fs_train_dec_reserve(t, 1 + nm + maxNs)) return FS_ERR;
+    size_t nlog = n_items * n_masks * LL;
+    float *logits = malloc((2 * nlog + maxNs * D + 1) * sizeof *logits);
+    if (!logits) return fs_error("out of memory for %zu logits", nlog);
+    float *dlogits = logits + nlog, *sparse = dlogits + nlog;
+    int rc = FS_ERR;
+
+    fs_train_enc_forward(t, ops, b->images, b->n_images);
+    const float *embed = t->E.embed;
+#define ITEM_IMAGE(i) (prompted ? b->item_image[i] : (i))
+#define ITEM_NS(i) (prompted ? fs_sam_sparse_count(&b->prompts[i]) : 0)
+    for (size_t i = 0; i < n_items; i++) {
+        if (prompted && fs_sam_embed_prompt(m, &b->prompts[i], sparse)) goto done;
+        fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, sparse, ITEM_NS(i), 0, n_masks,
+                             logits + i * n_masks * LL);
+    }
+    if (prompted) fs_loss_prompted(logits, b->targets, n_items, LL, t->cfg.loss, loss, grad ? dlogits : NULL);
+    else if (fs_loss_semantic(logits, b->labels, n_items, nm, LL, t->cfg.loss, loss, grad ? dlogits : NULL)) {
+        fs_error("labels outside the decoder's classes");
+        goto done;
+    }
+    if (b->logits_out) memcpy(b->logits_out, logits, nlog * sizeof *logits);
+    if (grad) {
+        memset(t->E.dembed, 0, b->n_images * HW * D * sizeof *t->E.dembed);
+        /* the last prompt set's tape is current; the others are rerun */
+        for (size_t i = n_items; i-- > 0;) {
+            if (i + 1 < n_items) {
+                if (prompted && fs_sam_embed_prompt(m, &b->prompts[i], sparse)) goto done;
+                fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, sparse, ITEM_NS(i), 0, n_masks,
+                                     logits + i * n_masks * LL);
+            }
+            fs_train_dec_backward(t, ops, dlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D);
+        }
+        fs_train_enc_backward(t, ops, b->n_images);
+    }
+#undef ITEM_IMAGE
+#undef ITEM_NS
+    rc = FS_OK;
+done:
+    free(logits);
+    return rc;
+}
+
+int fs_train_forward_backward(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss) {
+    return run(t, ops, b, loss, 1);
+}
+
+int fs_train_loss(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss) {
+    return run(t, ops, b, loss, 0);
+}
+
+void fs_train_step(fs_train *t, double lr) {
+    double ss = 0;
+    for (size_t i = 0; i < t->nt; i++)
+        if (t->t[i].in_graph) ss += fs_grad_sumsq(t->t[i].grad, t->t[i].numel);
+    t->last_norm = sqrt(ss);
+    float f = fs_grad_clip_factor(t->last_norm, t->cfg.clip);
+    fs_adamw_config ac = t->cfg.adamw;
+    ac.lr = lr;
+    t->steps++;
+    for (size_t i = 0; i < t->nt; i++) {
+        fs_train_tensor *x = &t->t[i];
+        if (!x->in_graph) continue;
+        if (f != 1.0f)
+            for (size_t k = 0; k < x->numel; k++) x->grad[k] *= f;
+        fs_adamw_update(&ac, t->steps, x->param, x->grad, x->m, x->v, x->numel);
+    }
+}
+
+int fs_train_step_batch(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, double lr, fs_loss_value *loss) {
+    fs_train_zero_grad(t);
+    if (fs_train_forward_backward(t, ops, b, loss)) return FS_ERR;
+    fs_train_step(t, lr);
+    return FS_OK;
+}

@@ -1,0 +1,130 @@
+/* Training SAM: LoRA on the image encoder, the mask decoder trained in full
+ * or frozen, BCE/CE + Dice losses, AdamW. The state owns one allocation per
+ * role (llm.c style): the LoRA adapters, the gradients of every trainable
+ * tensor, the AdamW moments, the activations saved for the backward pass;
+ * fs_train_tensor entries point into them.
+ *
+ *   fs_train_config tc;
+ *   fs_train_config_default(&tc);
+ *   fs_train *t;
+ *   fs_train_create(&t, model, &tc);          // prints the trainable count
+ *   for (it = 0; it < max_it; it++) {
+ *       fs_train_batch b = {...};
+ *       fs_loss_value loss;
+ *       fs_train_step_batch(t, ops, &b, fs_lr_samed(0.005, it, 250, max_it), &loss);
+ *   }
+ *   for (i = 0; i < fs_train_tensor_count(t); i++) save(fs_train_tensor_at(t, i));
+ *
+ * Activation memory (ViT-B at 1024, batch 1, store mode): per block the
+ * block input, the qkv output and attention output (on the window-padded
+ * grid, 70x70 tokens for windowed blocks), the post-attention stream and the
+ * MLP's pre-GELU hidden: about 11 floats x 768 x 4096 tokens = 136 MiB per
+ * block, 1.6 GiB for 12 blocks; plus backward scratch (~0.3 GiB), the decoder
+ * tape of one prompt (~60 MiB) and the model (360 MiB): about 2.4 GiB.
+ * recompute = 1 keeps only each block's input (12 MiB per block) and reruns
+ * the block's forward in the backward pass (one extra encoder forward),
+ * about 0.9 GiB in all. Global-attention maps are never stored: the
+ * attention kernels recompute scores. */
+#ifndef FS_SAM_TRAIN_H
+#define FS_SAM_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/nn.h"
+#include "sam/adamw.h"
+#include "sam/lora.h"
+#include "sam/loss.h"
+#include "sam/sam.h"
+
+typedef enum {
+    FS_TRAIN_DECODER_FULL,   /* every mask_decoder.* tensor trained (default) */
+    FS_TRAIN_DECODER_FROZEN, /* the decoder's weights frozen (gradients still flow through it) */
+} fs_train_decoder_mode;
+
+typedef struct {
+    fs_lora_config lora;          /* rank 4, scale 1, q and v */
+    fs_train_decoder_mode decoder; /* full */
+    size_t batch;                 /* most images per step: activations are sized for it (1) */
+    int recompute;                /* 1: keep only block inputs, recompute in backward (0) */
+    fs_loss_weights loss;         /* 0.2 / 0.8 */
+    fs_adamw_config adamw;        /* betas 0.9/0.999, eps 1e-8, wd 0.1 (SPEC); lr set per step */
+    float clip;                   /* global gradient-norm clipping, <= 0 off (off) */
+    uint64_t seed;                /* LoRA A initialisation (0) */
+} fs_train_config;
+
+void fs_train_config_default(fs_train_config *c);
+
+/* One trainable tensor: the parameter, its gradient and AdamW moments. */
+typedef struct {
+    char name[96]; /* the official / golden name */
+    int ndim;
+    size_t shape[4];
+    size_t numel;
+    float *param; /* in the model's arena (decoder) or the LoRA arena */
+    float *grad, *m, *v;
+    int in_graph; /* 0 when the loss never reaches it (the IoU head: no loss uses the
+                     predicted IoU). AdamW skips it, as torch skips a None gradient */
+} fs_train_tensor;
+
+typedef struct fs_train fs_train;
+
+/* Trainable parameter counts for a configuration, without a model. */
+void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder);
+
+/* 1 when ops has every backward kernel training needs. */
+int fs_train_backend_ok(const fs_nn_ops *ops);
+
+/* A training state for model m (which it modifies in place: the decoder's
+ * weights are trained where they are). LoRA adapters are initialised from
+ * tc->seed (B zero). */
+int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc);
+void fs_train_free(fs_train *t);
+
+/* A batch. images[n_images, 3, S, S] preprocessed (fs_sam_preprocess).
+ * Prompted (prompts != NULL): n_items prompt sets, item_image[n_items] says
+ * which image each belongs to, targets[n_items, L, L] (L = 4 g, the low-res
+ * logit size) binary masks; each set is decoded on its own with
+ * multimask_output=False.
+ * Prompt-free (prompts == NULL): one decoder pass per image without sparse
+ * tokens, every mask token's mask a class logit; labels[n_images, L, L] in
+ * [0, num_mask_tokens). */
+typedef struct {
+    const float *images;
+    size_t n_images;
+    const fs_sam_prompt *prompts;
+    const size_t *item_image;
+    size_t n_items;
+    const float *targets;
+    const int *labels;
+    float *logits_out; /* optional: [n_items, 1, L, L] or [n_images, K, L, L] */
+} fs_train_batch;
+
+/* Forward and backward: the loss in *loss, gradients ADDED to the tensors'
+ * grad (call fs_train_zero_grad first; several calls accumulate). Emits
+ * "grad.act.image_embeddings" [B, D, g, g] and "grad.act.blocks.{i}"
+ * [B, g, g, C] through the model's tap when one is set. */
+int fs_train_forward_backward(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss);
+/* The loss only (no gradients). */
+int fs_train_loss(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss);
+void fs_train_zero_grad(fs_train *t);
+/* Clipping (when configured) and one AdamW update at learning rate lr;
+ * increments the step counter. */
+void fs_train_step(fs_train *t, double lr);
+/* zero_grad + forward_backward + step. */
+int fs_train_step_batch(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, double lr, fs_loss_value *loss);
+
+/* Trainable tensors (LoRA first, then the decoder in state_dict order). */
+size_t fs_train_tensor_count(const fs_train *t);
+fs_train_tensor *fs_train_tensor_at(fs_train *t, size_t i);
+fs_train_tensor *fs_train_find(fs_train *t, const char *name);
+size_t fs_train_param_count(const fs_train *t);
+/* AdamW steps taken (restore it with the moments on resume). */
+size_t fs_train_steps(const fs_train *t);
+void fs_train_set_steps(fs_train *t, size_t steps);
+/* The adapters (to save them, or to merge them for inference). */
+fs_lora *fs_train_lora(fs_train *t);
+/* The global gradient norm of the last fs_train_step (before clipping). */
+double fs_train_last_grad_norm(const fs_train *t);
+
+#endif
