@@ -175,6 +175,10 @@ double fs_train_last_grad_norm(const fs_train *t) { return t->last_norm; }
 
 void fs_train_zero_grad(fs_train *t) { memset(t->grads, 0, t->nparams * sizeof *t->grads); }
 
+void fs_train_scale_grad(fs_train *t, float f) {
+    for (size_t i = 0; i < t->nparams; i++) t->grads[i] *= f;
+}
+
 static int check_batch(const fs_train *t, const fs_train_batch *b) {
     const fs_sam_config *c = &t->m->cfg;
     if (!b->images || !b->n_images) return fs_error("training batch without images");
@@ -251,7 +255,8 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
             }
             fs_train_dec_backward(t, ops, dlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D);
         }
-        fs_train_enc_backward(t, ops, b->n_images);
+        /* without adapters nothing below the neck is trainable */
+        if (t->lora.table.n || m->tap) fs_train_enc_backward(t, ops, b->n_images);
     }
 #undef ITEM_IMAGE
 #undef ITEM_NS

@@ -15,15 +15,16 @@
  *   }
  *   for (i = 0; i < fs_train_tensor_count(t); i++) save(fs_train_tensor_at(t, i));
  *
- * Activation memory (ViT-B at 1024, batch 1, store mode): per block the
- * block input, the qkv output and attention output (on the window-padded
- * grid, 70x70 tokens for windowed blocks), the post-attention stream and the
- * MLP's pre-GELU hidden: about 11 floats x 768 x 4096 tokens = 136 MiB per
- * block, 1.6 GiB for 12 blocks; plus backward scratch (~0.3 GiB), the decoder
- * tape of one prompt (~60 MiB) and the model (360 MiB): about 2.4 GiB.
- * recompute = 1 keeps only each block's input (12 MiB per block) and reruns
- * the block's forward in the backward pass (one extra encoder forward),
- * about 0.9 GiB in all. Global-attention maps are never stored: the
+ * Activation memory, ViT-B at 1024 (64x64 tokens, 70x70 window-padded),
+ * batch 1, store mode (the default): per block the qkv and attention outputs
+ * on the padded grid, the post-attention stream and the MLP's pre-GELU
+ * hidden, 123 MB a block, 1.5 GB for 12; the 13 block inputs 164 MB;
+ * backward scratch 0.3 GB; the decoder tape of one prompt set 0.14 GB; with
+ * the model (0.37 GB) and gradients and moments (0.05 GB) about 2.6 GB, and
+ * about 2 GB more per image of the batch (a quarter of that at 512 px).
+ * recompute = 1 keeps only the block inputs and reruns each block's forward
+ * in the backward pass (one more encoder forward): about 1.2 GB at batch 1,
+ * 0.6 GB more per image. Global-attention maps are never stored: the
  * attention kernels recompute scores. */
 #ifndef FS_SAM_TRAIN_H
 #define FS_SAM_TRAIN_H
@@ -108,6 +109,9 @@ int fs_train_forward_backward(fs_train *t, const fs_nn_ops *ops, const fs_train_
 /* The loss only (no gradients). */
 int fs_train_loss(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss);
 void fs_train_zero_grad(fs_train *t);
+/* grad *= f (gradient accumulation over n micro-batches: f = 1/n, since
+ * each loss is already a mean over its own batch). */
+void fs_train_scale_grad(fs_train *t, float f);
 /* Clipping (when configured) and one AdamW update at learning rate lr;
  * increments the step counter. */
 void fs_train_step(fs_train *t, double lr);

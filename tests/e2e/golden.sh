@@ -27,6 +27,10 @@ for w in "tiny.safetensors" "tiny.pth --meta dec_heads=4"; do
   golden_ok "resized_$tag" --weights $GD/$w --golden $GD/tiny_resized.safetensors
 done
 
+# the fast CPU backend computes the same function
+golden_ok forward_cpu_backend --weights $GD/tiny.safetensors --golden $GD/tiny_forward.safetensors --backend cpu
+golden_ok resized_cpu_backend --weights $GD/tiny.safetensors --golden $GD/tiny_resized.safetensors --backend cpu
+
 # the count of checked tensors: every act.* of the forward file
 n=$("$G" --weights $GD/tiny.safetensors --golden $GD/tiny_forward.safetensors --check 2>/dev/null | tail -1)
 if [ "$n" = "44 ok, 0 failed" ]; then pass forward_checks_all; else fail forward_checks_all "$n"; fi
