@@ -345,6 +345,63 @@ static void decoder_frozen(void) {
     CHECK(moved);
 }
 
+/* Every adapter slot (q, k, v, proj, lin1, lin2), in a windowed and a
+ * global block, against central differences of the loss (the golden files
+ * cover q and v only). */
+static void lora_all_fd(void) {
+    fs_sam *m = load_tiny();
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    tc.batch = 2;
+    tc.lora.targets = FS_LORA_ALL;
+    tc.decoder = FS_TRAIN_DECODER_FROZEN;
+    tc.seed = 4;
+    fs_train *t;
+    CHECKF(fs_train_create(&t, m, &tc) == FS_OK, "%s", fs_error_msg());
+    fs_rng r;
+    fs_rng_init(&r, 8, 8);
+    for (size_t i = 0; i < fs_train_tensor_count(t); i++) {
+        fs_train_tensor *x = fs_train_tensor_at(t, i);
+        for (size_t k = 0; k < x->numel; k++) x->param[k] = (float)fs_rng_range(&r, -0.5, 0.5);
+    }
+    fs_train_batch b;
+    make_batch(&tb, &b);
+    b.logits_out = NULL;
+    fs_loss_value v;
+    fs_train_zero_grad(t);
+    int rc = fs_train_forward_backward(t, &fs_nn_ref, &b, &v);
+    double worst = 0;
+    char worst_name[128] = "";
+    size_t checked = 0;
+    for (size_t i = 0; rc == FS_OK && i < fs_train_tensor_count(t); i++) {
+        fs_train_tensor *x = fs_train_tensor_at(t, i);
+        if (strncmp(x->name, "image_encoder.blocks.1.", 23) && strncmp(x->name, "image_encoder.blocks.2.", 23)) continue;
+        size_t best = 0;
+        for (size_t k = 1; k < x->numel; k++)
+            if (fabsf(x->grad[k]) > fabsf(x->grad[best])) best = k;
+        float p0 = x->param[best], h = 2e-2f;
+        fs_loss_value lp, lm;
+        x->param[best] = p0 + h;
+        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
+        x->param[best] = p0 - h;
+        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
+        x->param[best] = p0;
+        double fd = (lp.total - lm.total) / (2.0 * h), g = x->grad[best];
+        double rel = fabs(fd - g) / fabs(g);
+        if (rel > worst) {
+            worst = rel;
+            snprintf(worst_name, sizeof worst_name, "%s[%zu]: fd %g grad %g", x->name, best, fd, g);
+        }
+        checked++;
+    }
+    fs_train_free(t);
+    fs_sam_free(m);
+    CHECK(rc == FS_OK);
+    CHECK(checked == 24);
+    CHECKF(worst <= 2e-2, "relative error %g at %s", worst, worst_name);
+}
+
 static void bad_batches(void) {
     fs_sam *m = load_tiny();
     if (!m) SKIP("%s missing or unreadable", tiny_path);
@@ -385,6 +442,7 @@ int main(void) {
     RUN(lora_zero_b_exact);
     RUN(lora_merge);
     RUN(decoder_frozen);
+    RUN(lora_all_fd);
     RUN(bad_batches);
     TEST_EXIT();
 }
