@@ -29,6 +29,15 @@ void fs_nn_cpu_gemm(int trans_b, size_t M, size_t N, size_t K, float alpha, cons
 void fs_nn_cpu_gemm_serial(int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
                            const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
+/* C[M, N] = alpha * A[K, M]^T @ B[K, N] + beta * C (the weight gradients'
+ * product: a sum over the rows of A and B), row-major with leading
+ * dimensions. The threaded form splits C by rows or columns as
+ * fs_nn_cpu_gemm does. */
+void fs_nn_cpu_gemm_tn(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, const float *B,
+                       size_t ldb, float beta, float *C, size_t ldc);
+void fs_nn_cpu_gemm_tn_serial(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                              const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
 /* Row kernels, vectorised for the running CPU. */
 /* s[n] <- exp(s - max s); returns the sum of the new values. */
 float fs_nn_cpu_softmax_row(float *s, size_t n);
@@ -36,6 +45,8 @@ float fs_nn_cpu_softmax_row(float *s, size_t n);
 void fs_nn_cpu_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg);
 /* out[n] = gelu(inp[n]) (erf form); out may equal inp. */
 void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n);
+/* dinp[n] += gelu'(inp) * dout. */
+void fs_nn_cpu_gelu_grad_span(float *dinp, const float *inp, const float *dout, size_t n);
 
 void fs_nn_cpu_linear_forward(float *out, const float *inp, const float *w, const float *bias, size_t M, size_t K,
                               size_t N);
@@ -55,5 +66,27 @@ void fs_nn_cpu_conv_transpose2x2_forward(float *out, const float *inp, const flo
                                          size_t H, size_t W, size_t Cin, size_t Cout);
 void fs_nn_cpu_resize_bilinear_forward(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                        size_t Wo);
+
+/* Backward entries (shapes and semantics in nn/nn.h): every gradient
+ * accumulates, and a NULL gradient pointer skips that gradient's work. */
+void fs_nn_cpu_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                               const float *w, size_t M, size_t K, size_t N);
+void fs_nn_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, size_t M, size_t C, float eps);
+void fs_nn_cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_nn_cpu_relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_nn_cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                  const float *v, size_t B, size_t Nq, size_t Nk, size_t H, size_t D, float scale);
+void fs_nn_cpu_attention_relpos_backward(float *dqkv, float *drel_h, float *drel_w, const float *dout,
+                                         const float *qkv, const float *rel_h, const float *rel_w, size_t B,
+                                         size_t Hg, size_t Wg, size_t H, size_t D, float scale);
+void fs_nn_cpu_patch_embed_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                    const float *w, size_t B, size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_nn_cpu_conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, size_t B,
+                                size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_nn_cpu_conv_transpose2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                          const float *w, size_t B, size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_nn_cpu_resize_bilinear_backward(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                        size_t Wo);
 
 #endif

@@ -113,6 +113,19 @@ static void layernorm_row(float *out, const float *x, const float *w, const floa
     for (size_t i = 0; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
+/* dinp[n] += gelu'(x) * dout[n], gelu'(x) = Phi(x) + x phi(x) with the
+ * same erf as the forward and phi(x) = exp(-x^2/2) / sqrt(2 pi). */
+FS_VEC_CLONES
+void fs_nn_cpu_gelu_grad_span(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + verf(x * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * vexp(-0.5f * x * x);
+        dinp[i] += (cdf + x * pdf) * dout[i];
+    }
+}
+
 /* Chunks of 16K elements: large enough to amortise scheduling, small enough
  * to balance two threads on short tensors. */
 #define SPAN 16384
