@@ -7,7 +7,13 @@
  * llm.c's conventions: <layer>_forward(out, inp, params..., dims), float32,
  * row-major, sizes as size_t; every entry states its shapes. Activations of
  * the image encoder are channels-last ([B, H, W, C]), as the official
- * ViT code keeps them. Backward entries arrive with training. */
+ * ViT code keeps them.
+ *
+ * Backward entries (llm.c's <layer>_backward(dinp, dparams..., dout,
+ * saved..., dims)): gradients ACCUMULATE (+=) into the d* buffers, which the
+ * caller zeroes; a parameter gradient pointer is NULL for a frozen tensor,
+ * and dinp is NULL when nothing upstream needs it. Kernels recompute what is
+ * cheap (LayerNorm statistics, softmax rows) instead of storing them. */
 #ifndef FS_NN_H
 #define FS_NN_H
 
