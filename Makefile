@@ -13,7 +13,7 @@ endif
 BUILD ?= build
 CC ?= cc
 OPT ?= -O2
-PKGS := hdf5-serial zlib libpng openblas
+PKGS := hdf5-serial zlib libpng openblas libzmq msgpack
 
 # Missing libraries are installed by run/deps (Debian) before anything is
 # compiled; the stamp keeps that check off the hot path of later builds.
@@ -43,10 +43,39 @@ STAGE_BINS := $(STAGES:%=$(BUILD)/bin/%)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test check test-asan bench clean help pipeline deps
+# The CUDA backend (common/nn/cuda/*.cu) goes into its own library,
+# $(BUILD)/libfewsam_cuda.a, so that CPU-only binaries never need libcudart.
+# Built when nvcc is found: CUDA=1 forces it (an error without nvcc), CUDA=0
+# skips it (and it is off by default under SANITIZE=1). CUDA_ARCH overrides
+# the GPU architectures. The GPU tests (tests/gpu/test_*.c) link into
+# $(BUILD)/tests-gpu/ and, linked into $(BUILD)/tests/ too, run in `make
+# test`, where without a GPU they report themselves skipped.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+ifeq ($(filter 0 1,$(CUDA)),)
+CUDA := $(if $(filter 1,$(SANITIZE)),0,$(if $(wildcard $(NVCC)),1,0))
+endif
+ifeq ($(CUDA),1)
+ifeq ($(wildcard $(NVCC)),)
+$(error CUDA=1 but nvcc was not found at '$(NVCC)' (set NVCC=/path/to/nvcc))
+endif
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCCFLAGS ?= $(OPT) -lineinfo
+ALL_NVCCFLAGS := -std=c++20 -Icommon $(CUDA_ARCH) $(NVCCFLAGS) -Werror cross-execution-space-call \
+	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(sort $(wildcard common/nn/cuda/*.cu)))
+CUDA_LIB := $(BUILD)/libfewsam_cuda.a
+GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
+GPU_TEST_BINS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests-gpu/%)
+GPU_TEST_LINKS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/%)
+CUDA_ALL := $(if $(filter 1,$(CUDA)),$(CUDA_LIB) $(GPU_TEST_BINS) $(GPU_TEST_LINKS))
+
+.PHONY: all test check test-asan test-gpu bench clean help pipeline deps
 .DEFAULT_GOAL := all
 
-all: $(STAGE_BINS)
+all: $(STAGE_BINS) $(CUDA_ALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -55,6 +84,22 @@ $(BUILD)/obj/%.o: %.c
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(ALL_NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+
+$(CUDA_LIB): $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(GPU_TEST_BINS): $(BUILD)/tests-gpu/%: $(BUILD)/obj/tests/gpu/%.o $(CUDA_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CUDA_LIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS)
+
+$(GPU_TEST_LINKS): $(BUILD)/tests/%: $(BUILD)/tests-gpu/%
+	@mkdir -p $(dir $@)
+	ln -sf ../tests-gpu/$* $@
 
 .SECONDARY:
 # One link rule per stage: its own objects plus the library.
@@ -73,10 +118,19 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 test check: all $(TEST_BINS)
 	@tests/run $(BUILD)
 
+# The GPU suite alone: every CUDA kernel against the CPU reference.
+ifeq ($(CUDA),1)
+test-gpu: $(GPU_TEST_BINS)
+	@fail=0; for t in $(GPU_TEST_BINS); do $$t || fail=1; done; exit $$fail
+else
+test-gpu:
+	@echo "make test-gpu: the CUDA build is off (CUDA=$(CUDA); nvcc: $(NVCC))" >&2; exit 1
+endif
+
 # Benchmarks against PyTorch on the same machine and threads; ratios and
 # build/bench/results.json ("ratio" > 1: fewsam is better).
-BENCH_BIN := $(BUILD)/bench/bench_encoder
-$(BENCH_BIN): $(BUILD)/obj/tests/bench/bench_encoder.o $(LIB)
+BENCH_BIN := $(BUILD)/bench/bench_encoder $(BUILD)/bench/bench_train $(BUILD)/bench/bench_wire
+$(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
@@ -98,6 +152,7 @@ help:
 	@echo "make            build every stage into $(BUILD)/bin/"
 	@echo "make test       build and run the whole test suite"
 	@echo "make test-asan  the suite under AddressSanitizer and UBSan"
+	@echo "make test-gpu   the CUDA kernels against the CPU reference (skips without a GPU)"
 	@echo "make bench      benchmarks against PyTorch (build/bench/results.json)"
 	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
 	@echo "make deps       install the Debian packages fewsam needs"
