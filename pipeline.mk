@@ -20,6 +20,7 @@ LOADER ?= $(BIN)/loader
 SAMPLER ?= $(BIN)/exemplar-sampler
 SCORER ?= $(BIN)/scorer
 PREDICTOR ?= $(BIN)/predictor
+TRAINER ?= $(BIN)/trainer
 
 # Settings (defaults from pipelines/$(DATA).mk where it sets them).
 SEED ?= 0
@@ -41,6 +42,24 @@ BOX_JITTER ?= 0
 MULTIMASK ?= 0
 BACKEND ?= cpu
 PRED ?= $(RUN)/predictions
+# Fine-tuning (trainer): TRAIN=off or ITERS=0 keeps the zero-shot row only.
+TRAIN ?= on
+ITERS ?= 1000
+BATCH ?= 2
+ACCUM ?= 1
+LR ?= 0.005
+# empty: the trainer's default (250, at most ITERS/10)
+WARMUP ?=
+LORA_RANK ?= 4
+LORA_TARGETS ?= q,v
+DECODER ?= full
+# training prompts follow the evaluation's (point unless PROMPT=box)
+TRAIN_PROMPT ?= $(if $(filter box,$(PROMPT)),box,point)
+TRAIN_BOX_JITTER ?= 0
+TRAIN_BACKEND ?= $(BACKEND)
+CKPT_EVERY ?= 0
+TRAINER_ARGS ?=
+TRAINING := $(if $(filter off 0 no,$(TRAIN)),,$(if $(filter 0,$(ITERS)),,on))
 
 # stamp NAME, CONTENT: $(RUN)/.settings/NAME holds CONTENT, touched only on change.
 stamp = $(shell mkdir -p $(RUN)/.settings && f=$(RUN)/.settings/$(1) && \
@@ -51,17 +70,24 @@ SAMPLER_SETTINGS := fraction=$(FRACTION) count=$(COUNT) strategy=$(SAMPLER_STRAT
 PREDICTOR_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
 $(call stamp,loader,$(LOADER_SETTINGS))
 $(call stamp,sampler,$(SAMPLER_SETTINGS))
+TRAINER_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) iters=$(ITERS) batch=$(BATCH) accum=$(ACCUM) lr=$(LR) warmup=$(WARMUP) rank=$(LORA_RANK) targets=$(LORA_TARGETS) decoder=$(DECODER) prompt=$(TRAIN_PROMPT) jitter=$(TRAIN_BOX_JITTER) seed=$(SEED) backend=$(TRAIN_BACKEND) $(TRAINER_ARGS)
 $(call stamp,predictor,$(PREDICTOR_SETTINGS))
+$(call stamp,trainer,$(TRAINER_SETTINGS))
 
 LOGS := $(RUN)/logs
 DATA_OUT := $(RUN)/data
 EXEMPLARS := $(RUN)/exemplars.h5
 SCORES := $(RUN)/scores/scores.json
+CKPT := $(RUN)/train/checkpoint.safetensors
+ZS_SCORES := $(RUN)/scores-zeroshot/scores.json
 
-.PHONY: pipeline data exemplars predict score settings clean-run
+.PHONY: pipeline data exemplars train zeroshot score-zeroshot predict score settings clean-run
 ifeq ($(SAM),)
 pipeline: exemplars
-	@echo "pipeline: data and exemplars are in $(RUN); set SAM=<checkpoint> to predict and score (zero-shot until the trainer lands)"
+	@echo "pipeline: data and exemplars are in $(RUN); set SAM=<checkpoint> to fine-tune, predict and score"
+else ifeq ($(TRAINING),)
+pipeline: exemplars score-zeroshot
+	@cat $(RUN)/scores-zeroshot/scores.md
 else
 pipeline: exemplars score
 	@cat $(RUN)/scores/scores.md
@@ -69,16 +95,50 @@ endif
 
 data: $(DATA_OUT)/index.json
 exemplars: $(EXEMPLARS)
+train: $(CKPT)
+zeroshot: $(RUN)/zeroshot/index.json
+score-zeroshot: $(ZS_SCORES)
 predict: $(PRED)/index.json
 score: $(SCORES)
 
-# Zero-shot SAM with prompts from the ground truth: the baseline row of every
-# experiment (the trainer's LoRA checkpoint joins here when it lands).
-$(RUN)/predictions/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor $(PREDICTOR) $(SAM)
+PREDICT_ARGS = --data $(DATA_OUT) --prompt $(PROMPT) --box-jitter $(BOX_JITTER) --seed $(SEED) --backend $(BACKEND) \
+  $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) $(if $(filter 1,$(MULTIMASK)),--multimask) $(foreach c,$(SAM_CONFIG),--config $(c))
+
+ifneq ($(TRAINING),)
+# LoRA fine-tuning on the exemplars. A failed or interrupted run leaves no
+# checkpoint behind (.DELETE_ON_ERROR); resuming one by hand:
+# $(TRAINER) ... --out $(RUN)/train --resume.
+$(CKPT): $(EXEMPLARS) $(RUN)/.settings/trainer $(TRAINER) $(SAM)
 	@mkdir -p $(LOGS)
-	$(PREDICTOR) --weights $(SAM) --data $(DATA_OUT) --out $(RUN)/predictions --prompt $(PROMPT) \
-	  --box-jitter $(BOX_JITTER) --seed $(SEED) --backend $(BACKEND) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
-	  $(if $(filter 1,$(MULTIMASK)),--multimask) $(foreach c,$(SAM_CONFIG),--config $(c)) 2>&1 | tee $(LOGS)/predictor.log
+	$(TRAINER) --weights $(SAM) --data $(EXEMPLARS) --out $(RUN)/train --iters $(ITERS) --batch $(BATCH) \
+	  --accum $(ACCUM) --lr $(LR) $(if $(WARMUP),--warmup $(WARMUP)) --lora-rank $(LORA_RANK) \
+	  --lora-targets $(LORA_TARGETS) --decoder $(DECODER) --prompt $(TRAIN_PROMPT) \
+	  $(if $(filter-out 0,$(TRAIN_BOX_JITTER)),--box-jitter $(TRAIN_BOX_JITTER)) --seed $(SEED) \
+	  --backend $(TRAIN_BACKEND) --ckpt-every $(CKPT_EVERY) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
+	  $(foreach c,$(SAM_CONFIG),--config $(c)) $(TRAINER_ARGS) 2>&1 | tee $(LOGS)/trainer.log
+endif
+
+# Zero-shot SAM with prompts from the ground truth: the baseline row of every
+# experiment.
+$(RUN)/zeroshot/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor $(PREDICTOR) $(SAM)
+	@mkdir -p $(LOGS)
+	$(PREDICTOR) --weights $(SAM) --out $(RUN)/zeroshot $(PREDICT_ARGS) 2>&1 | tee $(LOGS)/predictor-zeroshot.log
+
+$(ZS_SCORES): $(DATA_OUT)/index.json $(SCORER) $(RUN)/zeroshot/index.json
+	@mkdir -p $(LOGS)
+	$(SCORER) --truth $(DATA_OUT)/test --pred $(RUN)/zeroshot --out $(RUN)/scores-zeroshot 2>&1 \
+	  | tee $(LOGS)/scorer-zeroshot.log
+
+# The fine-tuned model: the base weights with the trainer's checkpoint.
+ifeq ($(TRAINING),)
+$(RUN)/predictions/index.json $(CKPT):
+	@echo "pipeline: training is off (TRAIN=$(TRAIN), ITERS=$(ITERS)): zero-shot only, in $(RUN)/zeroshot and $(RUN)/scores-zeroshot" >&2; exit 1
+else
+$(RUN)/predictions/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor $(PREDICTOR) $(SAM) $(CKPT)
+	@mkdir -p $(LOGS)
+	$(PREDICTOR) --weights $(SAM) --lora $(CKPT) --out $(RUN)/predictions $(PREDICT_ARGS) 2>&1 \
+	  | tee $(LOGS)/predictor.log
+endif
 
 $(DATA_OUT)/index.json: $(RUN)/.settings/loader $(LOADER)
 	@mkdir -p $(LOGS)
@@ -92,10 +152,13 @@ $(EXEMPLARS): $(DATA_OUT)/index.json $(RUN)/.settings/sampler $(SAMPLER)
 	  $(if $(COUNT),--count $(COUNT),--fraction $(FRACTION)) --strategy $(SAMPLER_STRATEGY) --seed $(SEED) \
 	  $(SAMPLER_ARGS) 2>&1 | tee $(LOGS)/exemplar-sampler.log
 
-# Scores the predictions in $(PRED) (the predictor's, or any folder given).
-$(SCORES): $(DATA_OUT)/index.json $(SCORER) $(if $(filter $(RUN)/predictions,$(PRED)),$(PRED)/index.json,$(wildcard $(PRED)/*))
+# Scores the predictions in $(PRED) (the fine-tuned predictor's, or any
+# folder given), beside the zero-shot row when there is a model.
+COMPARE := $(if $(SAM),$(ZS_SCORES))
+$(SCORES): $(DATA_OUT)/index.json $(SCORER) $(if $(filter $(RUN)/predictions,$(PRED)),$(PRED)/index.json,$(wildcard $(PRED)/*)) $(COMPARE)
 	@mkdir -p $(LOGS)
-	$(SCORER) --truth $(DATA_OUT)/test --pred $(PRED) --out $(RUN)/scores 2>&1 | tee $(LOGS)/scorer.log
+	$(SCORER) --truth $(DATA_OUT)/test --pred $(PRED) --out $(RUN)/scores $(if $(COMPARE),--compare zero-shot=$(COMPARE)) \
+	  2>&1 | tee $(LOGS)/scorer.log
 
 settings:
 	@echo "DATA=$(DATA) RUN=$(RUN)"; for f in $(RUN)/.settings/*; do echo "$$(basename $$f): $$(cat $$f)"; done

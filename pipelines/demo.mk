@@ -6,3 +6,5 @@ DEMO_CASES ?= 8
 LOADER_ARGS ?= --cases $(DEMO_CASES)
 FRACTION ?= 0.03
 SAMPLER_STRATEGY ?= stratified
+# Fine-tuning: a short run (the phantoms are easy; CPU-friendly).
+ITERS ?= 200

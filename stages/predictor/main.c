@@ -26,6 +26,7 @@
 #include "data/shard.h"
 #include "io/nifti.h"
 #include "nn/nn.h"
+#include "sam/ckpt.h"
 #include "sam/sam.h"
 #include "sam/slice.h"
 
@@ -36,6 +37,9 @@ static const char usage[] =
     "label volumes (HDF5 and NIfTI) for the scorer.\n"
     "\n"
     "  --weights CKPT     SAM checkpoint (.pth as released, or .safetensors)\n"
+    "  --lora CKPT        a trainer checkpoint for these base weights: its LoRA\n"
+    "                     adapters merged into the encoder, its mask decoder used\n"
+    "                     (input size: the checkpoint's)\n"
     "  --data DIR         loader output (its test/ is read) or a folder of test volumes\n"
     "  --out DIR          predictions folder (replaced if it holds earlier predictions)\n"
     "  --prompt MODE      point (default): a positive point at each object's\n"
@@ -235,16 +239,16 @@ out:
 
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
-    enum { O_PROMPT = 256, O_JITTER, O_MULTI, O_SIZE, O_SEED, O_BACKEND, O_NONIFTI, O_CONFIG };
+    enum { O_PROMPT = 256, O_JITTER, O_MULTI, O_SIZE, O_SEED, O_BACKEND, O_NONIFTI, O_CONFIG, O_LORA };
     static const struct option opts[] = {
         {"weights", required_argument, 0, 'w'}, {"data", required_argument, 0, 'd'},
         {"out", required_argument, 0, 'o'}, {"prompt", required_argument, 0, O_PROMPT},
         {"box-jitter", required_argument, 0, O_JITTER}, {"multimask", no_argument, 0, O_MULTI},
         {"img-size", required_argument, 0, O_SIZE}, {"seed", required_argument, 0, O_SEED},
         {"backend", required_argument, 0, O_BACKEND}, {"no-nifti", no_argument, 0, O_NONIFTI},
-        {"config", required_argument, 0, O_CONFIG},
+        {"config", required_argument, 0, O_CONFIG}, {"lora", required_argument, 0, O_LORA},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *weights = NULL, *data = NULL, *out = NULL, *backend = "cpu";
+    const char *weights = NULL, *data = NULL, *out = NULL, *backend = "cpu", *lora = NULL;
     predictor P;
     memset(&P, 0, sizeof P);
     long img_size = 0;
@@ -269,6 +273,7 @@ int main(int argc, char **argv) {
         case O_SEED: P.seed = fs_cli_u64("seed", optarg); break;
         case O_BACKEND: backend = optarg; break;
         case O_NONIFTI: nifti = 0; break;
+        case O_LORA: lora = optarg; break;
         case O_CONFIG: {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg || !eq[1]) fs_cli_usage_error("--config: expected KEY=VALUE, got '%s'", optarg);
@@ -305,11 +310,35 @@ int main(int argc, char **argv) {
         fs_error("'%s': no test volumes (*.h5)", dir);
         fs_cli_die();
     }
+    /* A trainer checkpoint fixes the input size; it is checked before the
+     * base model is loaded, and its tensors are put on the model after. */
+    fs_sam_ckpt_info lora_info;
+    if (lora) {
+        const char *keys[] = {"iters"};
+        fs_sam_ckpt_meta *lm = malloc(sizeof *lm);
+        if (!lm) {
+            fs_error("out of memory");
+            fs_cli_die();
+        }
+        if (fs_sam_ckpt_read_meta(lora, keys, 1, lm, &lora_info)) fs_cli_die();
+        if (img_size && (size_t)img_size != lora_info.img_size) {
+            fs_error("'%s' was trained at input size %zu: --img-size %ld does not fit it", lora,
+                     lora_info.img_size, img_size);
+            fs_cli_die();
+        }
+        img_size = (long)lora_info.img_size;
+        const char *iters = fs_sam_ckpt_meta_get(lm, "iters");
+        if (iters && strtoull(iters, NULL, 10) != lora_info.step)
+            fs_warn("'%s' holds step %zu of a run of %s: training did not finish", lora, lora_info.step, iters);
+        free(lm);
+    }
     if (fs_sam_load_meta(&P.m, weights, (size_t)img_size, (const char *const *)cfg_keys,
                          (const char *const *)cfg_vals, n_cfg))
         fs_cli_die();
-    fs_info("%s SAM (%s), input %zu, prompt %s%s, backend %s", fs_sam_config_name(&P.m->cfg), weights,
-            P.m->cfg.img_size, prompt_names[P.prompt], P.multimask ? " (multimask)" : "", P.ops->name);
+    if (lora && fs_sam_ckpt_apply(lora, P.m, &lora_info)) fs_cli_die();
+    fs_info("%s SAM (%s%s%s), input %zu, prompt %s%s, backend %s", fs_sam_config_name(&P.m->cfg), weights,
+            lora ? " + " : "", lora ? lora : "", P.m->cfg.img_size, prompt_names[P.prompt],
+            P.multimask ? " (multimask)" : "", P.ops->name);
 
     char tmp[4200];
     size_t olen = strlen(out);
@@ -347,6 +376,10 @@ int main(int argc, char **argv) {
         if (rc == FS_OK) {
             fprintf(af.f, "{\n  \"schema\": \"fewsam.predictions\",\n  \"version\": 1,\n  \"weights\": ");
             fs_json_string(af.f, weights);
+            fprintf(af.f, ",\n  \"lora\": ");
+            if (lora) fs_json_string(af.f, lora);
+            else fprintf(af.f, "null");
+            if (lora) fprintf(af.f, ",\n  \"lora_step\": %zu", lora_info.step);
             fprintf(af.f, ",\n  \"model\": \"%s\",\n  \"img_size\": %zu,\n  \"prompt\": \"%s\",\n  \"multimask\": %s,\n",
                     fs_sam_config_name(&P.m->cfg), P.m->cfg.img_size, prompt_names[P.prompt],
                     P.multimask ? "true" : "false");

@@ -37,16 +37,32 @@ import json,sys; s=json.load(open('$d/run/scores/scores.json'))
 assert s['mean_dsc'] == 1.0, s['mean_dsc']" 2>/dev/null; then pass score_rule_scores_predictions
 else fail score_rule_scores_predictions "$(tail -3 <<<"$out")"; fi
 [ "$ran_again" = "scorer " ] && pass score_reruns_only_scorer || fail score_reruns_only_scorer "ran: $ran_again"
-# With a checkpoint: predictor then scorer; PROMPT reruns only those two.
+# With a checkpoint: trainer, then the zero-shot and the fine-tuned
+# predictions, each scored; ITERS reruns what training shapes, PROMPT reruns
+# the training (its prompts follow) and both predictions.
 W="$SHARED/golden/tiny.safetensors"
-out=$(mk pipeline SAM="$W" | ran)
-[ "$out" = "exemplar-sampler loader predictor scorer " ] && pass sam_runs_predictor_and_scorer \
-  || fail sam_runs_predictor_and_scorer "ran: $out"
-[ -f "$d/run/predictions/index.json" ] && [ -f "$d/run/scores/scores.md" ] && pass predictions_and_scores_written \
-  || fail predictions_and_scores_written "missing predictions or scores"
-out=$(mk pipeline SAM="$W" PROMPT=box | ran)
-[ "$out" = "predictor scorer " ] && pass prompt_reruns_predictor_and_scorer_only \
-  || fail prompt_reruns_predictor_and_scorer_only "ran: $out"
-out=$(mk pipeline SAM="$W" PROMPT=box | ran)
+T="BATCH=1 TRAIN_BACKEND=ref"
+out=$(mk pipeline SAM="$W" ITERS=3 $T | ran)
+[ "$out" = "exemplar-sampler loader predictor predictor scorer scorer trainer " ] && pass sam_runs_trainer_predictors_and_scorers \
+  || fail sam_runs_trainer_predictors_and_scorers "ran: $out"
+[ -f "$d/run/train/checkpoint.safetensors" ] && [ -f "$d/run/train/train.jsonl" ] && [ -f "$d/run/zeroshot/index.json" ] \
+  && [ -f "$d/run/predictions/index.json" ] && [ -f "$d/run/scores-zeroshot/scores.md" ] && [ -f "$d/run/scores/scores.md" ] \
+  && pass predictions_and_scores_written || fail predictions_and_scores_written "missing outputs in $d/run"
+grep -q "zero-shot DSC" "$d/run/scores/scores.md" && grep -q '"lora":.*checkpoint.safetensors' "$d/run/predictions/index.json" \
+  && grep -q '"lora": null' "$d/run/zeroshot/index.json" && pass table_shows_zero_shot_beside_fine_tuned \
+  || fail table_shows_zero_shot_beside_fine_tuned "no zero-shot row or --lora missing"
+out=$(mk pipeline SAM="$W" ITERS=4 $T | ran)
+[ "$out" = "predictor scorer trainer " ] && pass iters_reruns_trainer_predictor_scorer_only \
+  || fail iters_reruns_trainer_predictor_scorer_only "ran: $out"
+out=$(mk pipeline SAM="$W" ITERS=4 $T | ran)
+[ -z "$out" ] && pass nothing_reruns_after_iters || fail nothing_reruns_after_iters "ran: $out"
+out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box | ran)
+[ "$out" = "predictor predictor scorer scorer trainer " ] && pass prompt_reruns_training_and_predictions \
+  || fail prompt_reruns_training_and_predictions "ran: $out"
+out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box | ran)
 [ -z "$out" ] && pass nothing_reruns_after_prompt || fail nothing_reruns_after_prompt "ran: $out"
+out=$(mk pipeline SAM="$W" ITERS=0 $T PROMPT=box)
+if [ -z "$(ran <<<"$out")" ] && grep -q "^| DSC" <<<"$out" && ! grep -q "zero-shot DSC" <<<"$out"; then
+  pass iters_0_gives_the_zero_shot_table
+else fail iters_0_gives_the_zero_shot_table "ran: $(ran <<<"$out"); $(tail -2 <<<"$out")"; fi
 finish

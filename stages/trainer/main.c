@@ -1,0 +1,484 @@
+/* trainer: LoRA fine-tuning of SAM on labelled slices (the exemplars, or any
+ * fewsam.slices shards), point or box prompts from the labels.
+ *   <out>/checkpoint.safetensors          the latest state (fewsam.checkpoint:
+ *                                         trainable tensors, AdamW moments, settings)
+ *   <out>/checkpoint-<iter>.safetensors   every --ckpt-every iterations
+ *   <out>/train.jsonl                     one JSON object per iteration
+ * Every sample is a pure function of (seed, iteration, position in the
+ * batch), so a run stopped and resumed from its checkpoint ends bit for bit
+ * where an uninterrupted one does (same machine, backend and threads). */
+#include <dirent.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cli.h"
+#include "core/error.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "data/batch.h"
+#include "nn/nn.h"
+#include "sam/adamw.h"
+#include "sam/ckpt.h"
+#include "sam/sam.h"
+#include "sam/train.h"
+
+static const char usage[] =
+    "usage: trainer --weights CKPT --data SHARDS --out DIR [options]\n"
+    "\n"
+    "Fine-tunes SAM with LoRA on labelled slices: prompts (one per object)\n"
+    "from the labels, 0.2 BCE + 0.8 Dice, AdamW with SAMed's schedule. Writes\n"
+    "DIR/checkpoint.safetensors (for predictor --lora) and DIR/train.jsonl.\n"
+    "\n"
+    "  --weights CKPT       base SAM checkpoint (.pth as released, or .safetensors)\n"
+    "  --data SHARDS        a fewsam.slices file (e.g. the exemplars), a folder of\n"
+    "                       them, or a loader output (its train/); each sample is a\n"
+    "                       slice holding an object, drawn uniformly (slices without\n"
+    "                       any are never drawn)\n"
+    "  --out DIR            output folder (created; a new run replaces the\n"
+    "                       checkpoints of an earlier one there)\n"
+    "  --img-size N         model input size (default: the checkpoint's; SAMed: 512)\n"
+    "  --iters N            optimiser steps (1000)\n"
+    "  --batch N            images per step (2; SAMed uses 12), one prompt set per\n"
+    "                       object on each\n"
+    "  --accum N            micro-batches of --batch images per step (1)\n"
+    "  --lr F               base learning rate (0.005)\n"
+    "  --warmup N           linear warm-up steps (default: 250, at most iters/10),\n"
+    "                       then poly(0.9) decay\n"
+    "  --weight-decay F     AdamW weight decay (0.1); betas 0.9/0.999, eps 1e-8\n"
+    "  --clip F             clip the global gradient norm to F (0: off)\n"
+    "  --lora-rank N        LoRA rank (4)\n"
+    "  --lora-scale F       LoRA scale (1)\n"
+    "  --lora-targets T     q,v (default), q,k,v, all (qkv, proj, mlp), none, or a\n"
+    "                       comma list of q, k, v, proj, lin1, lin2\n"
+    "  --decoder MODE       full (train the mask decoder, default) or frozen\n"
+    "  --prompt MODE        point (interior-most pixel, default) or box\n"
+    "  --box-jitter PX      move each box side by up to PX slice pixels (0)\n"
+    "  --seed N             samples and LoRA initialisation (0)\n"
+    "  --ckpt-every N       also keep DIR/checkpoint-<iter>.safetensors every N steps\n"
+    "  --resume             continue from DIR/checkpoint.safetensors (same settings)\n"
+    "  --stop-at N          stop after step N (checkpoint written; the schedule\n"
+    "                       still runs to --iters; --resume continues)\n"
+    "  --log-every N        a progress line every N steps (default: about 20 lines)\n"
+    "  --backend NAME       cpu (default; falls back to ref while it lacks backward\n"
+    "                       kernels) or ref (plain reference kernels, slow)\n"
+    "  --recompute          keep only block inputs for the backward pass (less memory,\n"
+    "                       one more encoder forward)\n"
+    "  --config KEY=VAL     model configuration a .pth cannot tell (e.g.\n"
+    "                       dec_heads=4); repeatable\n"
+    "  -h, --help           this help\n";
+
+typedef struct {
+    const char *key, *option;
+    char val[1024];
+} setting;
+
+/* The settings that shape the result: stored in the checkpoint, compared on --resume. */
+enum { S_ITERS, S_BATCH, S_ACCUM, S_LR, S_WARMUP, S_WD, S_CLIP, S_BETAS, S_LOSS, S_PROMPT, S_JITTER, S_SEED,
+       S_DATA_FP, S_SAM_CONFIG, N_SETTINGS };
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+/* Removes DIR/checkpoint-<digits>.safetensors left by an earlier run. */
+static void remove_numbered(const char *dir) {
+    char **names;
+    size_t n;
+    if (fs_list_dir(dir, &names, &n)) return;
+    for (size_t i = 0; i < n; i++) {
+        unsigned long it;
+        char tail[32];
+        if (sscanf(names[i], "checkpoint-%lu%31s", &it, tail) == 2 && !strcmp(tail, ".safetensors")) {
+            char p[4400];
+            fs_path_join(p, sizeof p, dir, names[i]);
+            unlink(p);
+        }
+    }
+    fs_free_list(names, n);
+}
+
+/* The log of a resumed run keeps the lines of the steps the checkpoint holds. */
+static FILE *open_log(const char *path, size_t keep_through, int resume) {
+    if (!resume) return fopen(path, "w");
+    unsigned char *old = NULL;
+    size_t size = 0;
+    if (fs_is_file(path) && fs_read_file(path, &old, &size)) return NULL;
+    fs_atomic_file af;
+    if (fs_atomic_open(&af, path)) {
+        free(old);
+        return NULL;
+    }
+    for (char *line = (char *)old, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        unsigned long it;
+        if (sscanf(line, "{\"iter\": %lu", &it) == 1 && it <= keep_through) fprintf(af.f, "%s\n", line);
+    }
+    free(old);
+    if (fs_atomic_close(&af, 1)) return NULL;
+    return fopen(path, "a");
+}
+
+/* The step a resumed run starts from, after checking that the checkpoint
+ * was written with the settings of this one (dies naming the first that
+ * differs). */
+static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam *m, const fs_train_config *tc,
+                          uint64_t base_fp, const fs_nn_ops *ops, long iters) {
+    if (!fs_is_file(ckpt_path)) {
+        fs_error("cannot resume: '%s' does not exist", ckpt_path);
+        fs_cli_die();
+    }
+    const char *keys[N_SETTINGS + 1];
+    for (int i = 0; i < N_SETTINGS; i++) keys[i] = S[i].key;
+    keys[N_SETTINGS] = "backend";
+    fs_sam_ckpt_meta *cm = malloc(sizeof *cm);
+    fs_sam_ckpt_info info;
+    if (!cm) {
+        fs_error("out of memory");
+        fs_cli_die();
+    }
+    if (fs_sam_ckpt_read_meta(ckpt_path, keys, N_SETTINGS + 1, cm, &info)) fs_cli_die();
+    char t_have[64], t_want[64];
+    const char *what = NULL;
+    char have[1100] = "", want[1100] = "";
+    if (info.base_fingerprint != base_fp) {
+        what = "--weights (other base weights)";
+        snprintf(have, sizeof have, "%016" PRIx64, base_fp);
+        snprintf(want, sizeof want, "%016" PRIx64, info.base_fingerprint);
+    } else if (info.img_size != m->cfg.img_size) {
+        what = "--img-size";
+        snprintf(have, sizeof have, "%zu", m->cfg.img_size);
+        snprintf(want, sizeof want, "%zu", info.img_size);
+    } else if (info.lora.targets != tc->lora.targets) {
+        what = "--lora-targets";
+        snprintf(have, sizeof have, "%s", fs_sam_ckpt_targets_str(tc->lora.targets, t_have, sizeof t_have));
+        snprintf(want, sizeof want, "%s", fs_sam_ckpt_targets_str(info.lora.targets, t_want, sizeof t_want));
+    } else if (tc->lora.targets && info.lora.rank != tc->lora.rank) {
+        what = "--lora-rank";
+        snprintf(have, sizeof have, "%zu", tc->lora.rank);
+        snprintf(want, sizeof want, "%zu", info.lora.rank);
+    } else if (info.lora.scale != tc->lora.scale) {
+        what = "--lora-scale";
+        snprintf(have, sizeof have, "%.9g", (double)tc->lora.scale);
+        snprintf(want, sizeof want, "%.9g", (double)info.lora.scale);
+    } else if (info.decoder != tc->decoder) {
+        what = "--decoder";
+        snprintf(have, sizeof have, "%s", tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen");
+        snprintf(want, sizeof want, "%s", info.decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen");
+    }
+    for (int i = 0; !what && i < N_SETTINGS; i++) {
+        const char *v = fs_sam_ckpt_meta_get(cm, S[i].key);
+        if (!v || strcmp(v, S[i].val)) {
+            what = S[i].option;
+            snprintf(have, sizeof have, "%s", S[i].val);
+            snprintf(want, sizeof want, "%s", v ? v : "(not recorded)");
+        }
+    }
+    if (what) {
+        fs_error("cannot resume from '%s': %s is %s here, %s in the checkpoint", ckpt_path, what, have, want);
+        fs_cli_die();
+    }
+    const char *b = fs_sam_ckpt_meta_get(cm, "backend");
+    if (b && strcmp(b, ops->name))
+        fs_warn("resuming on backend '%s' (the checkpoint was trained on '%s'): the result will differ in the "
+                "last bits from an uninterrupted run",
+                ops->name, b);
+    free(cm);
+    if (info.step > (size_t)iters) {
+        fs_error("'%s' holds step %zu, beyond --iters %ld", ckpt_path, info.step, iters);
+        fs_cli_die();
+    }
+    return info.step;
+}
+
+/* What the training loop needs. */
+typedef struct {
+    fs_train *t;
+    fs_sam *m;
+    const fs_nn_ops *ops;
+    const fs_pool *pool;
+    fs_batch *B;
+    const fs_batch_config *bc;
+    const fs_sam_ckpt_meta *meta;
+    uint64_t base_fp;
+    const char *out, *ckpt_path;
+    FILE *log;
+    double lr;
+    long iters, warmup, batch, accum, every, log_every;
+} run_ctx;
+
+/* Steps [start, stop): each draws its samples, accumulates the gradients of
+ * its micro-batches, takes one AdamW step, logs, and checkpoints when due. */
+static void train_steps(const run_ctx *R, size_t start, size_t stop) {
+    double ema_s = 0;
+    for (size_t it = start; it < stop; it++) {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double rate = fs_lr_samed(R->lr, it, (size_t)R->warmup, (size_t)R->iters);
+        fs_loss_value sum = {0, 0, 0};
+        size_t items = 0;
+        fs_train_zero_grad(R->t);
+        for (size_t a = 0; a < (size_t)R->accum; a++) {
+            fs_train_batch tb;
+            fs_loss_value lv;
+            if (fs_batch_draw(R->B, R->m, R->pool, R->bc, it, a * (size_t)R->batch, (size_t)R->batch)) fs_cli_die();
+            fs_batch_view(R->B, &tb);
+            if (fs_train_forward_backward(R->t, R->ops, &tb, &lv)) {
+                fs_error_wrap("step %zu", it + 1);
+                fs_cli_die();
+            }
+            sum.total += lv.total;
+            sum.xent += lv.xent;
+            sum.dice += lv.dice;
+            items += R->B->n_items;
+        }
+        if (R->accum > 1) fs_train_scale_grad(R->t, 1.0f / (float)R->accum);
+        fs_train_step(R->t, rate);
+        double s = seconds_since(&t0);
+        ema_s = it == start ? s : 0.9 * ema_s + 0.1 * s;
+        double n = (double)R->accum, loss = sum.total / n, bce = sum.xent / n, dice = sum.dice / n;
+        if (!isfinite(loss)) {
+            fs_error("step %zu: the loss is %g (try a lower --lr or --clip)", it + 1, loss);
+            fs_cli_die();
+        }
+        fprintf(R->log,
+                "{\"iter\": %zu, \"loss\": %.9g, \"bce\": %.9g, \"dice\": %.9g, \"lr\": %.9g, "
+                "\"grad_norm\": %.9g, \"seconds\": %.4f, \"prompts\": %zu}\n",
+                it + 1, loss, bce, dice, rate, fs_train_last_grad_norm(R->t), s, items);
+        fflush(R->log);
+        size_t done = it + 1;
+        if (done == start + 1 || done % (size_t)R->log_every == 0 || done == stop) {
+            char eta[32];
+            fmt_duration(eta, sizeof eta, ema_s * (double)(stop - done));
+            fs_info("iter %zu/%ld  loss %.4f (bce %.4f, dice %.4f)  lr %.3g  %.3g s/it  ETA %s", done, R->iters,
+                    loss, bce, dice, rate, ema_s, eta);
+        }
+        int periodic = R->every > 0 && done % (size_t)R->every == 0;
+        if (periodic) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s/checkpoint-%zu.safetensors", R->out, done);
+            if (fs_sam_ckpt_save(p, R->t, R->m, R->base_fp, R->meta)) fs_cli_die();
+        }
+        if (periodic || done == stop)
+            if (fs_sam_ckpt_save(R->ckpt_path, R->t, R->m, R->base_fp, R->meta)) fs_cli_die();
+    }
+}
+
+int main(int argc, char **argv) {
+    fs_cli_init(argc, argv);
+    enum { O_SIZE = 256, O_ITERS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_RANK, O_SCALE, O_TARGETS,
+           O_DECODER, O_PROMPT, O_JITTER, O_SEED, O_EVERY, O_RESUME, O_STOP, O_LOGEVERY, O_BACKEND, O_RECOMPUTE,
+           O_CONFIG };
+    static const struct option opts[] = {
+        {"weights", required_argument, 0, 'w'}, {"data", required_argument, 0, 'd'},
+        {"out", required_argument, 0, 'o'}, {"img-size", required_argument, 0, O_SIZE},
+        {"iters", required_argument, 0, O_ITERS}, {"batch", required_argument, 0, O_BATCH},
+        {"accum", required_argument, 0, O_ACCUM}, {"lr", required_argument, 0, O_LR},
+        {"warmup", required_argument, 0, O_WARMUP}, {"weight-decay", required_argument, 0, O_WD},
+        {"clip", required_argument, 0, O_CLIP}, {"lora-rank", required_argument, 0, O_RANK},
+        {"lora-scale", required_argument, 0, O_SCALE}, {"lora-targets", required_argument, 0, O_TARGETS},
+        {"decoder", required_argument, 0, O_DECODER}, {"prompt", required_argument, 0, O_PROMPT},
+        {"box-jitter", required_argument, 0, O_JITTER}, {"seed", required_argument, 0, O_SEED},
+        {"ckpt-every", required_argument, 0, O_EVERY}, {"resume", no_argument, 0, O_RESUME},
+        {"stop-at", required_argument, 0, O_STOP}, {"log-every", required_argument, 0, O_LOGEVERY},
+        {"backend", required_argument, 0, O_BACKEND}, {"recompute", no_argument, 0, O_RECOMPUTE},
+        {"config", required_argument, 0, O_CONFIG}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *weights = NULL, *data = NULL, *out = NULL, *backend = "cpu";
+    long img_size = 0, iters = 1000, batch = 2, accum = 1, warmup = -1, every = 0, stop_at = 0, log_every = 0;
+    double lr = 0.005, wd = 0.1, clip = 0, jitter = 0;
+    uint64_t seed = 0;
+    int resume = 0, c;
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    fs_batch_config bc = {FS_BATCH_POINT, 0, 0};
+    char *cfg_keys[32], *cfg_vals[32], sam_config[1024] = "";
+    size_t n_cfg = 0;
+    while ((c = getopt_long(argc, argv, "w:d:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': weights = optarg; break;
+        case 'd': data = optarg; break;
+        case 'o': out = optarg; break;
+        case O_SIZE: img_size = fs_cli_long("img-size", optarg, 16, 4096); break;
+        case O_ITERS: iters = fs_cli_long("iters", optarg, 1, 100000000); break;
+        case O_BATCH: batch = fs_cli_long("batch", optarg, 1, 4096); break;
+        case O_ACCUM: accum = fs_cli_long("accum", optarg, 1, 4096); break;
+        case O_LR: lr = fs_cli_double("lr", optarg, 0, 10); break;
+        case O_WARMUP: warmup = fs_cli_long("warmup", optarg, 0, 100000000); break;
+        case O_WD: wd = fs_cli_double("weight-decay", optarg, 0, 10); break;
+        case O_CLIP: clip = fs_cli_double("clip", optarg, 0, 1e9); break;
+        case O_RANK: tc.lora.rank = (size_t)fs_cli_long("lora-rank", optarg, 1, 1024); break;
+        case O_SCALE: tc.lora.scale = (float)fs_cli_double("lora-scale", optarg, 0, 1e6); break;
+        case O_TARGETS:
+            if (fs_lora_parse_targets(optarg, &tc.lora.targets))
+                fs_cli_usage_error("--lora-targets: %s", fs_error_msg());
+            break;
+        case O_DECODER:
+            if (!strcmp(optarg, "full")) tc.decoder = FS_TRAIN_DECODER_FULL;
+            else if (!strcmp(optarg, "frozen")) tc.decoder = FS_TRAIN_DECODER_FROZEN;
+            else fs_cli_usage_error("--decoder: '%s' is not full or frozen", optarg);
+            break;
+        case O_PROMPT:
+            if (!strcmp(optarg, "point")) bc.prompt = FS_BATCH_POINT;
+            else if (!strcmp(optarg, "box")) bc.prompt = FS_BATCH_BOX;
+            else fs_cli_usage_error("--prompt: '%s' is not point or box", optarg);
+            break;
+        case O_JITTER: jitter = fs_cli_double("box-jitter", optarg, 0, 1e4); break;
+        case O_SEED: seed = fs_cli_u64("seed", optarg); break;
+        case O_EVERY: every = fs_cli_long("ckpt-every", optarg, 0, 100000000); break;
+        case O_RESUME: resume = 1; break;
+        case O_STOP: stop_at = fs_cli_long("stop-at", optarg, 1, 100000000); break;
+        case O_LOGEVERY: log_every = fs_cli_long("log-every", optarg, 1, 100000000); break;
+        case O_BACKEND: backend = optarg; break;
+        case O_RECOMPUTE: tc.recompute = 1; break;
+        case O_CONFIG: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1]) fs_cli_usage_error("--config: expected KEY=VALUE, got '%s'", optarg);
+            if (n_cfg == 32) fs_cli_usage_error("--config: too many settings");
+            cfg_keys[n_cfg] = strndup(optarg, (size_t)(eq - optarg));
+            cfg_vals[n_cfg++] = eq + 1;
+            size_t len = strlen(sam_config);
+            snprintf(sam_config + len, sizeof sam_config - len, "%s%s", len ? " " : "", optarg);
+            break;
+        }
+        case 'h': fputs(usage, stdout); return FS_EXIT_OK;
+        default: fs_cli_bad_option(argc, argv);
+        }
+    }
+    if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!weights || !data || !out) fs_cli_usage_error("--weights, --data and --out are required");
+    if (jitter > 0 && bc.prompt != FS_BATCH_BOX) fs_cli_usage_error("--box-jitter needs --prompt box");
+    if (stop_at > iters) fs_cli_usage_error("--stop-at %ld is beyond --iters %ld", stop_at, iters);
+    if (!tc.lora.targets && tc.decoder == FS_TRAIN_DECODER_FROZEN)
+        fs_cli_usage_error("--lora-targets none with --decoder frozen leaves nothing to train");
+    if (!stop_at) stop_at = iters;
+    if (warmup < 0) warmup = iters / 10 < 250 ? iters / 10 : 250;
+    if (!log_every) log_every = iters / 20 > 0 ? iters / 20 : 1;
+    bc.box_jitter = jitter;
+    bc.seed = seed;
+    tc.seed = seed;
+    tc.batch = (size_t)batch;
+    tc.clip = (float)clip;
+    tc.adamw = fs_adamw_defaults(lr, wd);
+    const fs_nn_ops *ops = fs_nn_backend(backend);
+    if (!ops) fs_cli_usage_error("--backend: unknown backend '%s' (cpu, ref)", backend);
+    if (!fs_train_backend_ok(ops)) {
+        const fs_nn_ops *ref = fs_nn_backend("ref");
+        if (!ref || !fs_train_backend_ok(ref)) {
+            fs_error("backend '%s' has no backward kernels", ops->name);
+            fs_cli_die();
+        }
+        fs_warn("backend '%s' has no backward kernels yet: training on 'ref' (exact but slow)", ops->name);
+        ops = ref;
+    }
+
+    char ckpt_path[4400], log_path[4400];
+    fs_path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.safetensors");
+    fs_path_join(log_path, sizeof log_path, out, "train.jsonl");
+
+    /* Inputs first: nothing is written before they all check out. */
+    fs_pool pool;
+    if (fs_pool_open(&pool, data)) fs_cli_die();
+    fs_sam *m;
+    if (fs_sam_load_meta(&m, weights, (size_t)img_size, (const char *const *)cfg_keys, (const char *const *)cfg_vals,
+                         n_cfg))
+        fs_cli_die();
+    uint64_t base_fp = fs_sam_fingerprint(m), data_fp = fs_pool_fingerprint(&pool);
+    fs_info("%s SAM (%s), input %zu; %zu slices (%zu with objects) from %zu shard%s in '%s'; backend %s",
+            fs_sam_config_name(&m->cfg), weights, m->cfg.img_size, pool.n, pool.n_usable, pool.n_shards,
+            pool.n_shards == 1 ? "" : "s", data, ops->name);
+
+    setting S[N_SETTINGS] = {
+        [S_ITERS] = {"iters", "--iters", ""},          [S_BATCH] = {"batch", "--batch", ""},
+        [S_ACCUM] = {"accum", "--accum", ""},          [S_LR] = {"lr", "--lr", ""},
+        [S_WARMUP] = {"warmup", "--warmup", ""},       [S_WD] = {"weight_decay", "--weight-decay", ""},
+        [S_CLIP] = {"clip", "--clip", ""},             [S_BETAS] = {"adamw", "the optimiser", ""},
+        [S_LOSS] = {"loss", "the loss weights", ""},   [S_PROMPT] = {"prompt", "--prompt", ""},
+        [S_JITTER] = {"box_jitter", "--box-jitter", ""}, [S_SEED] = {"seed", "--seed", ""},
+        [S_DATA_FP] = {"data_fingerprint", "--data (its slices differ)", ""},
+        [S_SAM_CONFIG] = {"sam_config", "--config", ""}};
+    snprintf(S[S_ITERS].val, 1024, "%ld", iters);
+    snprintf(S[S_BATCH].val, 1024, "%ld", batch);
+    snprintf(S[S_ACCUM].val, 1024, "%ld", accum);
+    snprintf(S[S_LR].val, 1024, "%.17g", lr);
+    snprintf(S[S_WARMUP].val, 1024, "%ld", warmup);
+    snprintf(S[S_WD].val, 1024, "%.17g", wd);
+    snprintf(S[S_CLIP].val, 1024, "%.9g", (double)tc.clip);
+    snprintf(S[S_BETAS].val, 1024, "betas %.17g,%.17g eps %.17g", tc.adamw.beta1, tc.adamw.beta2, tc.adamw.eps);
+    snprintf(S[S_LOSS].val, 1024, "%.17g bce + %.17g dice", tc.loss.w_xent, tc.loss.w_dice);
+    snprintf(S[S_PROMPT].val, 1024, "%s", bc.prompt == FS_BATCH_POINT ? "point" : "box");
+    snprintf(S[S_JITTER].val, 1024, "%.17g", jitter);
+    snprintf(S[S_SEED].val, 1024, "%" PRIu64, seed);
+    snprintf(S[S_DATA_FP].val, 1024, "%016" PRIx64, data_fp);
+    snprintf(S[S_SAM_CONFIG].val, 1024, "%s", sam_config);
+
+    size_t start = resume ? resume_step(ckpt_path, S, m, &tc, base_fp, ops, iters) : 0;
+
+    fs_train *t;
+    if (fs_train_create(&t, m, &tc)) fs_cli_die();
+    if (resume && fs_sam_ckpt_restore(ckpt_path, t)) fs_cli_die();
+    if (start >= (size_t)stop_at) {
+        fs_info("'%s' already holds step %zu of %ld: nothing to do", ckpt_path, start, iters);
+        return FS_EXIT_OK;
+    }
+    fs_batch B;
+    if (fs_batch_alloc(&B, m, (size_t)batch, pool.n_classes)) fs_cli_die();
+
+    fs_sam_ckpt_meta *meta = calloc(1, sizeof *meta);
+    if (!meta) {
+        fs_error("out of memory");
+        fs_cli_die();
+    }
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (fs_sam_ckpt_meta_set(meta, S[i].key, "%s", S[i].val)) fs_cli_die();
+    if (fs_sam_ckpt_meta_set(meta, "base", "%s", weights) || fs_sam_ckpt_meta_set(meta, "data", "%s", data) ||
+        fs_sam_ckpt_meta_set(meta, "backend", "%s", ops->name) ||
+        fs_sam_ckpt_meta_set(meta, "recompute", "%d", tc.recompute) ||
+        fs_sam_ckpt_meta_set(meta, "n_classes", "%zu", pool.n_classes) ||
+        fs_sam_ckpt_meta_set(meta, "schedule", "linear warm-up then poly 0.9 (SAMed)"))
+        fs_cli_die();
+
+    if (fs_mkdirs(out)) fs_cli_die();
+    if (!resume) { /* a new run replaces an earlier one's checkpoints */
+        remove_numbered(out);
+        unlink(ckpt_path);
+    }
+    FILE *log = open_log(log_path, start, resume);
+    if (!log) {
+        fs_error_errno("cannot write '%s'", log_path);
+        fs_cli_die();
+    }
+    fs_info("training steps %zu..%ld of %ld: batch %ld x %ld, lr %g, warm-up %ld, weight decay %g, prompt %s, "
+            "seed %" PRIu64,
+            start + 1, stop_at, iters, batch, accum, lr, warmup, wd, S[S_PROMPT].val, seed);
+
+    struct timespec t_run;
+    clock_gettime(CLOCK_MONOTONIC, &t_run);
+    run_ctx R = {t, m, ops, &pool, &B, &bc, meta, base_fp, out, ckpt_path, log, lr, iters, warmup, batch, accum, every,
+                 log_every};
+    train_steps(&R, start, (size_t)stop_at);
+    fclose(log);
+    char took[32];
+    fmt_duration(took, sizeof took, seconds_since(&t_run));
+    fs_info("%s: step %ld of %ld in %s", ckpt_path, stop_at, iters, took);
+    free(meta);
+    fs_batch_free(&B);
+    fs_train_free(t);
+    fs_sam_free(m);
+    fs_pool_free(&pool);
+    for (size_t i = 0; i < n_cfg; i++) free(cfg_keys[i]);
+    return FS_EXIT_OK;
+}
