@@ -129,7 +129,7 @@ endif
 
 # Benchmarks against PyTorch on the same machine and threads; ratios and
 # build/bench/results.json ("ratio" > 1: fewsam is better).
-BENCH_BIN := $(BUILD)/bench/bench_encoder $(BUILD)/bench/bench_train $(BUILD)/bench/bench_wire
+BENCH_BIN := $(BUILD)/bench/bench_encoder $(BUILD)/bench/bench_train $(BUILD)/bench/bench_wire $(BUILD)/bench/bench_synth
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)

@@ -45,7 +45,7 @@ for b in "$BIN" "$TBIN"; do
 done
 $PY -c 'import torch' 2>/dev/null || { echo "run.sh: error: $PY cannot import torch (python3-torch)" >&2; exit 1; }
 mkdir -p "$OUT"
-rm -f "$OUT"/train_*.json "$OUT"/*.load
+rm -f "$OUT"/train_*.json "$OUT"/train_*.load "$OUT"/fewsam_*.load "$OUT"/torch_*.load
 export OMP_NUM_THREADS=$THREADS
 
 # measure OUT.json CMD...: CMD's stdout to OUT.json, the load average before it to OUT.json.load
@@ -228,6 +228,45 @@ for t in ("ipc", "tcp"):
     res.append({"name": f"wire_{t}_{w['size']}_batch{w['batch']}_throughput", "unit": "GB/s", "fewsam": g,
                 "baseline": w["memcpy_gbps"], "ratio": round(g / w["memcpy_gbps"], 3)})
 print(f"{'memcpy':>8}  {w['memcpy_gbps']:>8.3f}  (baseline: one thread, same bytes)")
+tmp = out + ".tmp"
+with open(tmp, "w") as fh:
+    json.dump(res, fh, indent=1)
+os.replace(tmp, out)
+PYEOF
+fi
+
+# 5. Synthesis: samples per second per core at 512x512 (one thread, CPU
+# seconds), bench_synth against tests/bench/synth_numpy.py (the same
+# pipeline in numpy + scipy.ndimage) on the same exemplars: phantom slices
+# at 512 written by bench_synth, or BENCH_SYNTH_EXEMPLARS=FILE.h5 (e.g. real
+# BraTS exemplars from loader --size 512 and exemplar-sampler). Goal: ratio
+# >= 10. BENCH_SYNTH=0 skips it.
+if [ "${BENCH_SYNTH:-1}" = 1 ]; then
+  SBIN=$OUT/bench_synth
+  [ -x "$SBIN" ] || { echo "run.sh: error: $SBIN not built (make bench builds it)" >&2; exit 1; }
+  SEX=${BENCH_SYNTH_EXEMPLARS:-$OUT/synth_exemplars_512.h5}
+  [ -n "${BENCH_SYNTH_EXEMPLARS:-}" ] || [ -f "$SEX" ] || "$SBIN" --make-exemplars "$SEX" --size 512 --count 8
+  echo "  synthesis 512: fewsam..." >&2
+  measure "$OUT/synth_fewsam.json" env OMP_NUM_THREADS=1 "$SBIN" --exemplars "$SEX" --samples 300 --reps 3
+  echo "  synthesis 512: numpy..." >&2
+  measure "$OUT/synth_numpy.json" env OMP_NUM_THREADS=1 $PY tests/bench/synth_numpy.py --exemplars "$SEX" --samples 40 \
+    --reps 2
+  $PY - "$OUT/results.json" "$OUT/synth_fewsam.json" "$OUT/synth_numpy.json" <<'PYEOF'
+import json, os, sys
+out, fp, npth = sys.argv[1:4]
+f, n = json.load(open(fp)), json.load(open(npth))
+load = lambda p: open(p + ".load").read().strip() if os.path.exists(p + ".load") else "?"
+res = json.load(open(out)) if os.path.exists(out) else []
+res = [r for r in res if not r["name"].startswith("synth_")]
+ratio = f["samples_per_s"] / n["samples_per_s"]
+print(f"\nExemplar-guided synthesis at {f['size']}x{f['size']}, default settings, one thread (CPU seconds)")
+print(f"{'':>8}  {'samples/s':>9}  {'ms each':>8}  {'objects':>7}  {'peak MiB':>8}  load before")
+for who, d, p in (("fewsam", f, fp), ("numpy", n, npth)):
+    print(f"{who:>8}  {d['samples_per_s']:>9.1f}  {d['ms_per_sample']:>8.2f}  {d['objects_per_sample']:>7.2f}  "
+          f"{d['peak_rss_mb']:>8.0f}  {load(p)}")
+print(f"speed-up {ratio:.1f}x (goal >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+res.append({"name": f"synth_samples_per_s_{f['size']}", "unit": "samples/s", "fewsam": f["samples_per_s"],
+            "baseline": n["samples_per_s"], "ratio": round(ratio, 3)})
 tmp = out + ".tmp"
 with open(tmp, "w") as fh:
     json.dump(res, fh, indent=1)
