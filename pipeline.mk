@@ -21,6 +21,8 @@ SAMPLER ?= $(BIN)/exemplar-sampler
 SCORER ?= $(BIN)/scorer
 PREDICTOR ?= $(BIN)/predictor
 TRAINER ?= $(BIN)/trainer
+SYNTHESIZER ?= $(BIN)/synthesizer
+RUN_LOCAL ?= run/local
 
 # Settings (defaults from pipelines/$(DATA).mk where it sets them).
 SEED ?= 0
@@ -31,9 +33,20 @@ SPLIT_FRACTION ?= 0.25
 TEST_CASES ?=
 TRAIN_CASES ?=
 RUN ?= runs/$(DATA)
+# `make ablations` runs its experiments under $(RUN)/ablations and keeps its
+# stamps there, so it never marks the main run's stages out of date.
+ifeq ($(MAKECMDGOALS),ablations)
+override RUN := $(RUN)/ablations
+endif
 # The SAM checkpoint (e.g. sam_vit_b_01ec64.pth); without one the pipeline
-# stops after the exemplars.
+# stops after the exemplars. SAM=demo (DATA=demo's default) is the small SAM
+# committed in the repository, pretrained by fewsam on synthetic shapes (its
+# recipe: make demo-checkpoint, pipelines/demo-sam.mk).
 SAM ?=
+DEMO_SAM := pipelines/demo-sam.safetensors
+ifeq ($(SAM),demo)
+override SAM := $(DEMO_SAM)
+endif
 IMG_SIZE ?=
 # KEY=VAL model settings a .pth cannot tell (e.g. dec_heads=4), space-separated.
 SAM_CONFIG ?=
@@ -59,6 +72,17 @@ TRAIN_BOX_JITTER ?= 0
 TRAIN_BACKEND ?= $(BACKEND)
 CKPT_EVERY ?= 0
 TRAINER_ARGS ?=
+# Exemplar-guided synthesis (the paper's data half): the trainer learns from
+# synthetic samples made from the exemplars. SYNTH=off is the ablation that
+# trains on the exemplar slices themselves. SYNTHESIZERS=n synthesizer
+# processes on this machine stream the samples to the trainer over ipc://
+# (run/local starts and stops them); 0 synthesizes inside the trainer. The
+# result is the same whatever n, so n is not a setting that reruns anything.
+# SYNTH_ARGS: synthesis settings (synthesizer --help), e.g. --rotate 10.
+SYNTH ?= on
+SYNTHESIZERS ?= 2
+SYNTH_ARGS ?=
+SYNTHESIS := $(if $(filter off 0 no,$(SYNTH)),,on)
 TRAINING := $(if $(filter off 0 no,$(TRAIN)),,$(if $(filter 0,$(ITERS)),,on))
 
 # stamp NAME, CONTENT: $(RUN)/.settings/NAME holds CONTENT, touched only on change.
@@ -70,7 +94,7 @@ SAMPLER_SETTINGS := fraction=$(FRACTION) count=$(COUNT) strategy=$(SAMPLER_STRAT
 PREDICTOR_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
 $(call stamp,loader,$(LOADER_SETTINGS))
 $(call stamp,sampler,$(SAMPLER_SETTINGS))
-TRAINER_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) iters=$(ITERS) batch=$(BATCH) accum=$(ACCUM) lr=$(LR) warmup=$(WARMUP) rank=$(LORA_RANK) targets=$(LORA_TARGETS) decoder=$(DECODER) prompt=$(TRAIN_PROMPT) jitter=$(TRAIN_BOX_JITTER) seed=$(SEED) backend=$(TRAIN_BACKEND) $(TRAINER_ARGS)
+TRAINER_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) iters=$(ITERS) batch=$(BATCH) accum=$(ACCUM) lr=$(LR) warmup=$(WARMUP) rank=$(LORA_RANK) targets=$(LORA_TARGETS) decoder=$(DECODER) prompt=$(TRAIN_PROMPT) jitter=$(TRAIN_BOX_JITTER) seed=$(SEED) backend=$(TRAIN_BACKEND) $(TRAINER_ARGS) synth=$(if $(SYNTHESIS),on $(SYNTH_ARGS),off)
 $(call stamp,predictor,$(PREDICTOR_SETTINGS))
 $(call stamp,trainer,$(TRAINER_SETTINGS))
 
@@ -108,9 +132,13 @@ ifneq ($(TRAINING),)
 # LoRA fine-tuning on the exemplars. A failed or interrupted run leaves no
 # checkpoint behind (.DELETE_ON_ERROR); resuming one by hand:
 # $(TRAINER) ... --out $(RUN)/train --resume.
-$(CKPT): $(EXEMPLARS) $(RUN)/.settings/trainer $(TRAINER) $(SAM)
+STREAMING := $(if $(SYNTHESIS),$(filter-out 0,$(SYNTHESIZERS)))
+TRAIN_LAUNCH := $(if $(STREAMING),$(RUN_LOCAL) train --synthesizers $(SYNTHESIZERS) --synth-args '$(SYNTH_ARGS)' \
+  --socket $(abspath $(RUN))/synth.sock --logs $(LOGS) --synthesizer $(SYNTHESIZER) --)
+TRAIN_SOURCE := $(if $(SYNTHESIS),$(if $(STREAMING),,--synth $(SYNTH_ARGS)))
+$(CKPT): $(EXEMPLARS) $(RUN)/.settings/trainer $(TRAINER) $(SAM) $(if $(STREAMING),$(SYNTHESIZER) $(RUN_LOCAL))
 	@mkdir -p $(LOGS)
-	$(TRAINER) --weights $(SAM) --data $(EXEMPLARS) --out $(RUN)/train --iters $(ITERS) --batch $(BATCH) \
+	$(TRAIN_LAUNCH) $(TRAINER) $(TRAIN_SOURCE) --weights $(SAM) --data $(EXEMPLARS) --out $(RUN)/train --iters $(ITERS) --batch $(BATCH) \
 	  --accum $(ACCUM) --lr $(LR) $(if $(WARMUP),--warmup $(WARMUP)) --lora-rank $(LORA_RANK) \
 	  --lora-targets $(LORA_TARGETS) --decoder $(DECODER) --prompt $(TRAIN_PROMPT) \
 	  $(if $(filter-out 0,$(TRAIN_BOX_JITTER)),--box-jitter $(TRAIN_BOX_JITTER)) --seed $(SEED) \
@@ -165,3 +193,32 @@ settings:
 
 clean-run:
 	rm -rf $(RUN)
+
+# The paper's comparisons, each a whole experiment in its own run folder
+# under runs/<data>/ablations/, gathered into table.md and table.csv there:
+#   zero-shot          SAM as given (TRAIN=off)
+#   exemplars-<F>pct   fine-tuned on the exemplars alone (SYNTH=off), FRACTION
+#   synthesis-<F>pct   exemplars plus synthesis (SYNTH=on), at FRACTION and at
+#                      each of ABLATION_FRACTIONS
+# Every other setting is shared. The rows reuse the zero-shot run's data and
+# zero-shot predictions (symlinks, stamps copied with their times), so the
+# loader and the zero-shot predictor run once. (Were SYNTH unknown to this
+# file, SYNTH=on would change nothing: the table's settings column says so.)
+ABLATION_FRACTIONS ?= 0.005 0.01 0.03
+ABLATION_SYNTH_NOTE := $(if $(filter undefined,$(origin SYNTH)), (no SYNTH in pipeline.mk: exemplars only))
+.PHONY: ablations
+ablations:
+	@[ -n "$(SAM)" ] || { echo "ablations: set SAM=<checkpoint> (the zero-shot row and every fine-tuning need one)" >&2; exit 2; }
+	$(MAKE) --no-print-directory -f pipeline.mk score-zeroshot RUN=$(RUN)/zero-shot TRAIN=off
+	@rows=("zero-shot|TRAIN=off|$(RUN)/zero-shot/scores-zeroshot/scores.json"); \
+	for spec in "exemplars off $(FRACTION)" $(foreach f,$(sort $(FRACTION) $(ABLATION_FRACTIONS)),"synthesis on $(f)"); do \
+	  set -- $$spec; name=$$1-$$(awk "BEGIN { print $$3 * 100 }")pct; dir=$(RUN)/$$name; \
+	  mkdir -p $$dir/.settings || exit 1; \
+	  for f in data zeroshot scores-zeroshot; do ln -sfn ../zero-shot/$$f $$dir/$$f || exit 1; done; \
+	  cp -p $(RUN)/zero-shot/.settings/loader $(RUN)/zero-shot/.settings/predictor $$dir/.settings/ || exit 1; \
+	  echo "ablations: $$name (SYNTH=$$2 FRACTION=$$3) in $$dir"; \
+	  $(MAKE) --no-print-directory -f pipeline.mk pipeline RUN=$$dir SYNTH=$$2 FRACTION=$$3 || exit 1; \
+	  note=; [ $$2 = off ] || note="$(ABLATION_SYNTH_NOTE)"; \
+	  rows+=("$$name|SYNTH=$$2 FRACTION=$$3$$note|$$dir/scores/scores.json"); \
+	done; \
+	run/ablations-table --out $(RUN) "$${rows[@]}"

@@ -8,6 +8,7 @@
 #include "core/fsutil.h"
 #include "core/rng.h"
 #include "data/prompts.h"
+#include "data/sample.h"
 
 /* ---- the pool ---- */
 
@@ -220,60 +221,140 @@ static void low_res_target(const uint8_t *label, const fs_sam_frame *f, size_t S
     }
 }
 
-int fs_batch_add(fs_batch *b, const fs_sam *m, const float *image, const uint8_t *label, size_t h, size_t w,
-                 size_t n_classes, const fs_batch_config *c, fs_rng *rng, size_t source) {
+/* The image half of adding a slice: input k of b, its frame and source. */
+static int add_image(fs_batch *b, const fs_sam *m, const float *image, size_t h, size_t w, size_t n_classes,
+                     size_t source, fs_sam_frame *f) {
     if (b->n_images == b->cap_images) return fs_error("training batch: more images than it has room for");
     if (m->cfg.img_size != b->S)
         return fs_error("training batch sized for input %zu, the model takes %zu", b->S, m->cfg.img_size);
     if (n_classes > 256) return fs_error("training batch: %zu classes, at most 256", n_classes);
     size_t k = b->n_images;
-    fs_sam_frame f = fs_sam_slice_frame(m, h, w);
+    *f = fs_sam_slice_frame(m, h, w);
     b->slice[k] = source;
-    b->frames[k] = f;
-    fs_sam_slice_image(&f, image, b->raw);
-    if (fs_sam_preprocess(m, b->raw, 1, f.in_h, f.in_w, b->images + k * 3 * b->S * b->S)) return FS_ERR;
+    b->frames[k] = *f;
+    fs_sam_slice_image(f, image, b->raw);
+    return fs_sam_preprocess(m, b->raw, 1, f->in_h, f->in_w, b->images + k * 3 * b->S * b->S);
+}
 
+/* A new prompt set of class cls on the image being added, its target made;
+ * NULL when there is no room. */
+static float *add_item(fs_batch *b, const uint8_t *label, const fs_sam_frame *f, uint8_t cls) {
+    if (b->n_items == b->cap_items) {
+        fs_error("training batch: more objects than it has room for");
+        return NULL;
+    }
+    size_t it = b->n_items++;
+    memset(&b->prompts[it], 0, sizeof b->prompts[it]);
+    b->item_image[it] = b->n_images;
+    b->item_class[it] = cls;
+    low_res_target(label, f, b->S, b->L, cls, b->targets + it * b->L * b->L);
+    return b->coords + 4 * it;
+}
+
+static void set_point(fs_batch *b, size_t it, float *xy, double x, double y, double sx, double sy) {
+    xy[0] = (float)(x * sx);
+    xy[1] = (float)(y * sy);
+    b->point_labels[it] = 1;
+    b->prompts[it].points = xy;
+    b->prompts[it].labels = &b->point_labels[it];
+    b->prompts[it].n_points = 1;
+}
+
+static void set_box(fs_batch *b, size_t it, float *xy, const double box[4], double sx, double sy) {
+    xy[0] = (float)(box[0] * sx);
+    xy[1] = (float)(box[1] * sy);
+    xy[2] = (float)(box[2] * sx);
+    xy[3] = (float)(box[3] * sy);
+    b->prompts[it].box = xy;
+}
+
+/* Point or box for the next prompt set: mixed draws one from rng (point
+ * without one). */
+static int use_point(const fs_batch_config *c, fs_rng *rng) {
+    if (c->prompt == FS_BATCH_MIXED) return !rng || fs_rng_below(rng, 2) == 0;
+    return c->prompt == FS_BATCH_POINT;
+}
+
+int fs_batch_add(fs_batch *b, const fs_sam *m, const float *image, const uint8_t *label, size_t h, size_t w,
+                 size_t n_classes, const fs_batch_config *c, fs_rng *rng, size_t source) {
+    fs_sam_frame f;
+    if (add_image(b, m, image, h, w, n_classes, source, &f)) return FS_ERR;
     int present[256] = {0};
     for (size_t i = 0; i < h * w; i++) present[label[i]] = 1;
     double sx = (double)f.in_w / (double)w, sy = (double)f.in_h / (double)h;
     size_t first_item = b->n_items;
     for (size_t cls = 1; cls < n_classes; cls++) {
         if (!present[cls]) continue;
-        if (b->n_items == b->cap_items) {
+        float *xy = add_item(b, label, &f, (uint8_t)cls);
+        if (!xy) {
             b->n_items = first_item;
-            return fs_error("training batch: more objects than it has room for");
+            return FS_ERR;
         }
-        size_t it = b->n_items++;
-        float *xy = b->coords + 4 * it;
-        fs_sam_prompt *pr = &b->prompts[it];
-        memset(pr, 0, sizeof *pr);
-        if (c->prompt == FS_BATCH_POINT) {
+        size_t it = b->n_items - 1;
+        if (use_point(c, rng)) {
             double x, y;
             if (fs_prompt_point(label, h, w, (uint8_t)cls, &x, &y)) {
                 b->n_items = first_item;
                 return FS_ERR;
             }
-            xy[0] = (float)(x * sx);
-            xy[1] = (float)(y * sy);
-            b->point_labels[it] = 1;
-            pr->points = xy;
-            pr->labels = &b->point_labels[it];
-            pr->n_points = 1;
+            set_point(b, it, xy, x, y, sx, sy);
         } else {
             double box[4];
             if (fs_prompt_box(label, h, w, (uint8_t)cls, c->box_jitter, c->box_jitter > 0 ? rng : NULL, box)) {
                 b->n_items = first_item;
                 return FS_ERR;
             }
-            xy[0] = (float)(box[0] * sx);
-            xy[1] = (float)(box[1] * sy);
-            xy[2] = (float)(box[2] * sx);
-            xy[3] = (float)(box[3] * sy);
-            pr->box = xy;
+            set_box(b, it, xy, box, sx, sy);
         }
-        b->item_image[it] = k;
-        b->item_class[it] = (uint8_t)cls;
-        low_res_target(label, &f, b->S, b->L, (uint8_t)cls, b->targets + it * b->L * b->L);
+    }
+    b->n_images++;
+    return FS_OK;
+}
+
+int fs_batch_add_sample(fs_batch *b, const fs_sam *m, const fs_sample *s, size_t n_classes, const fs_batch_config *c,
+                        fs_rng *rng, size_t source) {
+    const size_t h = s->h, w = s->w;
+    if (!s->image || !s->label || !h || !w) return fs_error("sample %llu is empty", (unsigned long long)s->index);
+    if (n_classes > 256) return fs_error("training batch: %zu classes, at most 256", n_classes);
+    for (size_t i = 0; i < h * w; i++)
+        if (s->label[i] >= n_classes)
+            return fs_error("sample %llu has label %u, beyond the exemplars' %zu classes", (unsigned long long)s->index,
+                            (unsigned)s->label[i], n_classes);
+    if (s->n_objects > FS_SAMPLE_MAX_OBJECTS)
+        return fs_error("sample %llu: %zu objects", (unsigned long long)s->index, s->n_objects);
+    for (size_t j = 0; j < s->n_objects; j++) {
+        const fs_sample_object *o = &s->objects[j];
+        if (o->cls == 0 || o->cls >= n_classes)
+            return fs_error("sample %llu: object %zu has class %u, outside 1..%zu", (unsigned long long)s->index, j,
+                            (unsigned)o->cls, n_classes - 1);
+    }
+    fs_sam_frame f;
+    if (add_image(b, m, s->image, h, w, n_classes, source, &f)) return FS_ERR;
+    double sx = (double)f.in_w / (double)w, sy = (double)f.in_h / (double)h;
+    size_t first_item = b->n_items;
+    for (size_t j = 0; j < s->n_objects; j++) {
+        const fs_sample_object *o = &s->objects[j];
+        float *xy = add_item(b, s->label, &f, o->cls);
+        if (!xy) {
+            b->n_items = first_item;
+            return FS_ERR;
+        }
+        size_t it = b->n_items - 1;
+        if (use_point(c, rng)) {
+            set_point(b, it, xy, o->point[0], o->point[1], sx, sy);
+        } else {
+            double box[4] = {o->box[0], o->box[1], o->box[2], o->box[3]};
+            if (c->box_jitter > 0 && rng) { /* fs_prompt_box's rule */
+                double lim[4] = {(double)w - 1, (double)h - 1, (double)w - 1, (double)h - 1};
+                for (int i = 0; i < 4; i++) {
+                    box[i] += fs_rng_range(rng, -c->box_jitter, c->box_jitter);
+                    box[i] = box[i] < 0 ? 0 : box[i] > lim[i] ? lim[i] : box[i];
+                }
+                if (box[2] < box[0]) { double t = box[0]; box[0] = box[2]; box[2] = t; }
+                if (box[3] < box[1]) { double t = box[1]; box[1] = box[3]; box[3] = t; }
+            }
+            set_box(b, it, xy, box, sx, sy);
+        }
     }
     b->n_images++;
     return FS_OK;

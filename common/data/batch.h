@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/rng.h"
+#include "data/sample.h"
 #include "data/shard.h"
 #include "sam/sam.h"
 #include "sam/slice.h"
@@ -60,7 +61,9 @@ uint64_t fs_pool_fingerprint(const fs_pool *p);
 
 /* ---- samples and batches ---- */
 
-typedef enum { FS_BATCH_POINT, FS_BATCH_BOX } fs_batch_prompt;
+/* mixed: each prompt set a point or a box, drawn from the sample's random
+ * stream (pretraining for both kinds of prompt). */
+typedef enum { FS_BATCH_POINT, FS_BATCH_BOX, FS_BATCH_MIXED } fs_batch_prompt;
 
 typedef struct {
     fs_batch_prompt prompt; /* point */
@@ -97,6 +100,16 @@ void fs_batch_free(fs_batch *b);
  * source (the pool, a synthesizer). Nothing is added on failure. */
 int fs_batch_add(fs_batch *b, const fs_sam *m, const float *image, const uint8_t *label, size_t h, size_t w,
                  size_t n_classes, const fs_batch_config *c, fs_rng *rng, size_t source);
+
+/* Appends one sample from a synthesizer (data/sample.h): its slice and label
+ * become one input as in fs_batch_add, but the prompts are the sample's own,
+ * drawn by the synthesizer: one prompt set per object, in its order, the
+ * point or the box (c->prompt; box jitter, when set, drawn from rng as
+ * fs_prompt_box draws it), mapped to the input frame as above; the target of
+ * each is its class's mask. Fails, adding nothing, on a label or object
+ * class >= n_classes. */
+int fs_batch_add_sample(fs_batch *b, const fs_sam *m, const fs_sample *s, size_t n_classes, const fs_batch_config *c,
+                        fs_rng *rng, size_t source);
 
 /* The slice that sample (seed, step, pos) draws. */
 size_t fs_batch_pick(const fs_pool *p, uint64_t seed, size_t step, size_t pos);

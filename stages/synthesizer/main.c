@@ -1,8 +1,11 @@
 /* synthesizer: exemplars -> synthetic labelled samples (data/synth.h).
  * Offline mode writes samples first..first+count-1 as a fewsam.slices shard
- * with their prompts; --preview draws some as a PNG grid. Every sample is a
- * pure function of (seed, index), so shards written by different processes
- * over overlapping index ranges agree byte for byte. */
+ * with their prompts; --preview draws some as a PNG grid; --connect streams
+ * them to a trainer over ZeroMQ (wire/stream.h), answering the indices it
+ * asks for. Every sample is a pure function of (seed, index), so shards
+ * written by different processes over overlapping index ranges agree byte
+ * for byte, and a trainer's result does not depend on how many
+ * synthesizers answer it. */
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
@@ -13,11 +16,15 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/synth.h"
+#include "data/synth_opts.h"
 #include "preview.h"
+#include "wire/msg.h"
+#include "wire/stream.h"
 
-static const char usage[] =
+static const char usage_head[] =
     "usage: synthesizer --exemplars FILE.h5 --out FILE.h5 --count N [options]\n"
     "       synthesizer --exemplars FILE.h5 --preview N --preview-out FILE.png [options]\n"
+    "       synthesizer --exemplars FILE.h5 --connect ENDPOINT [options]\n"
     "\n"
     "Exemplar-guided synthesis (after ELSNet): objects cut from the exemplars,\n"
     "transformed and pasted on a transformed background slice; prompts drawn\n"
@@ -29,49 +36,34 @@ static const char usage[] =
     "                       prompt datasets (schemas/slices.md)\n"
     "  --count N            number of samples\n"
     "  --first-index I      first sample index (0)\n"
-    "  --seed N             random seed (0)\n"
-    "  --backgrounds PATH   unlabelled background slices: a fewsam.slices file or a\n"
-    "                       folder of them (labels ignored); default: exemplar slices\n"
-    "  --bg-unlabelled P    with --backgrounds, probability of an unlabelled\n"
-    "                       background rather than an exemplar slice (1)\n"
-    "  --size N             output NxN (default: the exemplars' size)\n"
-    "  --threads N          worker threads (default: OpenMP's)\n"
+    "  --seed N             random seed (0; a trainer's --seed)\n"
+    "  --threads N          worker threads (default: OpenMP's; --connect: 1)\n"
     "  --preview N          also draw samples I..I+N-1 as a PNG grid\n"
     "  --preview-out FILE   the preview (default with --out: FILE_preview.png)\n"
     "\n"
-    "objects:\n"
-    "  --objects MIN[,MAX]  objects pasted per sample (1,3)\n"
-    "  --cut MODE           class (a class mask, default), component (one\n"
-    "                       connected component of a class) or region (one\n"
-    "                       connected foreground component, all its classes)\n"
-    "  --connectivity 4|8   for component and region (8)\n"
-    "  --min-pixels N       smallest object to cut (16)\n"
-    "  --no-balance         candidates uniformly, not a class uniformly first\n"
-    "  --partial            objects may reach over the slice edge (clipped)\n"
-    "  --feather S          soft paste: blend by the mask blurred with sigma S (0)\n"
-    "  --prompts MODE       class (one prompt set per class present, default) or\n"
-    "                       object (one per visible pasted object and class)\n"
+    "streaming to a trainer (schemas/wire.md): give the trainer's --data, --seed\n"
+    "and synthesis settings; it checks samples against its own now and then:\n"
+    "  --connect ENDPOINT   the trainer's --stream endpoint (ipc:///path or\n"
+    "                       tcp://host:port); answer its requests until it says\n"
+    "                       bye, or SIGTERM / SIGINT (bye, exit 0)\n"
+    "  --name NAME          told to the trainer for its logs (default: pid N)\n"
+    "  --capacity N         requests queued at most (8)\n"
+    "  --per-message N      samples per message at most (1)\n"
+    "  --heartbeat-ms N     heartbeat interval (250)\n"
+    "  --timeout-ms N       trainer silent this long: hello again (2000)\n"
+    "  --give-up S          trainer silent S seconds: exit 1 (120; 0 = never)\n"
+    "  --curve-server-key K the trainer's CURVE public key (Z85, or a file\n"
+    "                       holding it): encrypted transport\n"
     "\n"
-    "transforms of the pasted objects (defaults after ELSNet's augmentations):\n"
-    "  --flip-h P           probability of a left-right flip (0.5)\n"
-    "  --flip-v P           probability of an up-down flip (0)\n"
-    "  --rotate DEG         rotation uniform in +-DEG (15)\n"
-    "  --scale LO,HI        isotropic scale (0.75,1.25)\n"
-    "  --brightness B       offset uniform in +-B on [0,1] intensities (0.1)\n"
-    "  --contrast LO,HI     factor about the mean (0.8,1.2)\n"
-    "  --gamma LO,HI        exponent, log-uniform (0.8,1.25)\n"
-    "  --blur LO,HI         Gaussian sigma in pixels (0,1)\n"
-    "  --noise LO,HI        additive noise sigma (0,0.03)\n"
-    "  --bg-flip-h, --bg-flip-v, --bg-rotate, --bg-scale, --bg-brightness,\n"
-    "  --bg-contrast, --bg-gamma, --bg-blur, --bg-noise\n"
-    "                       the same for the background (scale 0.9,1.1; others as above)\n"
-    "  --no-transforms      every transform the identity (before the options above,\n"
-    "                       wherever it appears): a pure cut and paste\n"
-    "  -h, --help           this help\n";
+    "synthesis settings (give the trainer the same):\n";
 
-/* Sample i into out with scratch w: the one producer both modes use (and the
- * streaming mode, --connect ENDPOINT, will: it answers the trainer's index
- * requests with make_sample and the wire format in common/wire/). */
+static void print_usage(void) {
+    fputs(usage_head, stdout);
+    fputs(fs_synth_opts_usage, stdout);
+    fputs("  -h, --help           this help\n", stdout);
+}
+
+/* Sample i into out with scratch w: the one producer every mode uses. */
 static int make_sample(const fs_synth *s, fs_synth_scratch *w, uint64_t i, fs_sample *out) {
     return fs_synth_sample_with(s, w, i, out, NULL);
 }
@@ -91,130 +83,103 @@ static void die_worker(void) {
     fs_cli_die();
 }
 
+/* ---- streaming ---- */
+
+typedef struct {
+    const fs_synth *s;
+    fs_synth_scratch *w;
+} stream_ctx;
+
+/* fs_make_fn: out arrives zeroed, fs_synth_sample_with allocates it. */
+static int make_streamed(void *vctx, uint64_t index, fs_sample *out) {
+    stream_ctx *c = vctx;
+    memset(out, 0, sizeof *out);
+    return make_sample(c->s, c->w, index, out);
+}
+
+static int run_connected(const fs_synth *s, const char *endpoint, const fs_worker_settings *set) {
+    stream_ctx c = {s, NULL};
+    if (fs_synth_scratch_new(s, &c.w)) return FS_ERR;
+    fs_worker_stats st = {0};
+    fs_info("connecting to the trainer at %s", endpoint);
+    int rc = fs_worker_run(endpoint, make_streamed, &c, set, &st);
+    fs_info("made %llu samples in %llu messages; %llu invalid messages from the trainer rejected; %llu resets",
+            (unsigned long long)st.samples, (unsigned long long)st.messages, (unsigned long long)st.rejected,
+            (unsigned long long)st.resets);
+    fs_synth_scratch_free(c.w);
+    return rc;
+}
+
 /* ---- options ---- */
 
 enum {
-    O_EXEMPLARS = 256, O_OUT, O_COUNT, O_FIRST, O_SEED, O_BACKGROUNDS, O_BGUNL, O_SIZE, O_THREADS, O_PREVIEW,
-    O_PREVIEW_OUT, O_OBJECTS, O_CUT, O_CONNECTIVITY, O_MINPIX, O_NOBALANCE, O_PARTIAL, O_FEATHER, O_PROMPTS,
-    O_NOTRANSFORMS,
-    O_T0 = 512 /* transform options: O_T0 + 16 * (0 object, 1 background) + field */
+    O_EXEMPLARS = 256, O_OUT, O_COUNT, O_FIRST, O_SEED, O_THREADS, O_PREVIEW, O_PREVIEW_OUT, O_CONNECT, O_NAME,
+    O_CAPACITY, O_PERMSG, O_HEARTBEAT, O_TIMEOUT, O_GIVEUP, O_CURVE
 };
-enum { T_FLIPH, T_FLIPV, T_ROTATE, T_SCALE, T_BRIGHT, T_CONTRAST, T_GAMMA, T_BLUR, T_NOISE, T_N };
-static const char *t_names[T_N] = {"flip-h", "flip-v", "rotate", "scale", "brightness",
-                                   "contrast", "gamma", "blur", "noise"};
-
-/* "LO,HI" or "V" (= V,V) */
-static void parse_range(const char *opt, const char *s, double r[2]) {
-    char *end;
-    r[0] = strtod(s, &end);
-    if (end == s) fs_cli_usage_error("--%s: expected LO,HI or a number, got '%s'", opt, s);
-    if (*end == ',') {
-        const char *t = end + 1;
-        r[1] = strtod(t, &end);
-        if (end == t) fs_cli_usage_error("--%s: expected LO,HI, got '%s'", opt, s);
-    } else {
-        r[1] = r[0];
-    }
-    if (*end) fs_cli_usage_error("--%s: expected LO,HI or a number, got '%s'", opt, s);
-}
-
-static void set_transform(fs_synth_transform *t, int field, const char *opt, const char *v) {
-    switch (field) {
-    case T_FLIPH: t->flip_h = fs_cli_double(opt, v, 0, 1); break;
-    case T_FLIPV: t->flip_v = fs_cli_double(opt, v, 0, 1); break;
-    case T_ROTATE: t->rotate = fs_cli_double(opt, v, 0, 180); break;
-    case T_SCALE: parse_range(opt, v, t->scale); break;
-    case T_BRIGHT: t->brightness = fs_cli_double(opt, v, 0, 1); break;
-    case T_CONTRAST: parse_range(opt, v, t->contrast); break;
-    case T_GAMMA: parse_range(opt, v, t->gamma); break;
-    case T_BLUR: parse_range(opt, v, t->blur); break;
-    case T_NOISE: parse_range(opt, v, t->noise); break;
-    }
-}
 
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
-    static char tnames[2][T_N][32];
-    struct option opts[64] = {
+    struct option opts[24 + FS_SYNTH_N_OPTS] = {
         {"exemplars", required_argument, 0, O_EXEMPLARS}, {"out", required_argument, 0, O_OUT},
         {"count", required_argument, 0, O_COUNT}, {"first-index", required_argument, 0, O_FIRST},
-        {"seed", required_argument, 0, O_SEED}, {"backgrounds", required_argument, 0, O_BACKGROUNDS},
-        {"bg-unlabelled", required_argument, 0, O_BGUNL}, {"size", required_argument, 0, O_SIZE},
-        {"threads", required_argument, 0, O_THREADS}, {"preview", required_argument, 0, O_PREVIEW},
-        {"preview-out", required_argument, 0, O_PREVIEW_OUT}, {"objects", required_argument, 0, O_OBJECTS},
-        {"cut", required_argument, 0, O_CUT}, {"connectivity", required_argument, 0, O_CONNECTIVITY},
-        {"min-pixels", required_argument, 0, O_MINPIX}, {"no-balance", no_argument, 0, O_NOBALANCE},
-        {"partial", no_argument, 0, O_PARTIAL}, {"feather", required_argument, 0, O_FEATHER},
-        {"prompts", required_argument, 0, O_PROMPTS}, {"no-transforms", no_argument, 0, O_NOTRANSFORMS},
+        {"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
+        {"preview", required_argument, 0, O_PREVIEW}, {"preview-out", required_argument, 0, O_PREVIEW_OUT},
+        {"connect", required_argument, 0, O_CONNECT}, {"name", required_argument, 0, O_NAME},
+        {"capacity", required_argument, 0, O_CAPACITY}, {"per-message", required_argument, 0, O_PERMSG},
+        {"heartbeat-ms", required_argument, 0, O_HEARTBEAT}, {"timeout-ms", required_argument, 0, O_TIMEOUT},
+        {"give-up", required_argument, 0, O_GIVEUP}, {"curve-server-key", required_argument, 0, O_CURVE},
         {"help", no_argument, 0, 'h'}};
-    size_t no = 21;
-    for (int who = 0; who < 2; who++)
-        for (int f = 0; f < T_N; f++) {
-            snprintf(tnames[who][f], sizeof tnames[who][f], "%s%s", who ? "bg-" : "", t_names[f]);
-            opts[no++] = (struct option){tnames[who][f], required_argument, 0, O_T0 + 16 * who + f};
-        }
+    size_t no = 17;
+    no += fs_synth_opts_add(opts + no);
     opts[no] = (struct option){0, 0, 0, 0};
 
+    fs_synth_opts so;
+    fs_synth_opts_init(&so, argc, argv);
     fs_synth_config cfg;
-    fs_synth_config_default(&cfg);
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--no-transforms")) fs_synth_config_identity(&cfg);
-    const char *exemplars = NULL, *out = NULL, *backgrounds = NULL, *preview_out = NULL;
+    fs_worker_settings ws;
+    fs_worker_settings_default(&ws);
+    const char *exemplars = NULL, *out = NULL, *preview_out = NULL, *connect = NULL, *curve = NULL;
     long count = -1, preview = 0, threads = 0;
-    uint64_t first = 0;
+    uint64_t first = 0, seed = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c >= O_T0 && c < O_T0 + 32) {
-            int who = (c - O_T0) / 16, f = (c - O_T0) % 16;
-            set_transform(who ? &cfg.background : &cfg.object, f, tnames[who][f], optarg);
-            continue;
-        }
+        if (fs_synth_opts_apply(&so, c, optarg)) continue;
         switch (c) {
         case O_EXEMPLARS: exemplars = optarg; break;
         case O_OUT: out = optarg; break;
         case O_COUNT: count = fs_cli_long("count", optarg, 0, 1000000000L); break;
         case O_FIRST: first = fs_cli_u64("first-index", optarg); break;
-        case O_SEED: cfg.seed = fs_cli_u64("seed", optarg); break;
-        case O_BACKGROUNDS: backgrounds = optarg; break;
-        case O_BGUNL: cfg.background_unlabelled = fs_cli_double("bg-unlabelled", optarg, 0, 1); break;
-        case O_SIZE: cfg.out_h = cfg.out_w = (size_t)fs_cli_long("size", optarg, 8, 8192); break;
+        case O_SEED: seed = fs_cli_u64("seed", optarg); break;
         case O_THREADS: threads = fs_cli_long("threads", optarg, 1, 1024); break;
         case O_PREVIEW: preview = fs_cli_long("preview", optarg, 1, 256); break;
         case O_PREVIEW_OUT: preview_out = optarg; break;
-        case O_OBJECTS: {
-            double r[2];
-            parse_range("objects", optarg, r);
-            if (r[0] < 0 || r[1] > FS_SYNTH_MAX_PASTE || r[0] > r[1] || r[0] != (long)r[0] || r[1] != (long)r[1])
-                fs_cli_usage_error("--objects: expected MIN[,MAX] whole numbers, 0 <= MIN <= MAX <= %d, got '%s'",
-                                   FS_SYNTH_MAX_PASTE, optarg);
-            cfg.objects_min = (size_t)r[0];
-            cfg.objects_max = (size_t)r[1];
+        case O_CONNECT: connect = optarg; break;
+        case O_NAME:
+            if (strlen(optarg) > 200) fs_cli_usage_error("--name: at most 200 bytes");
+            ws.name = optarg;
             break;
-        }
-        case O_CUT:
-            if (fs_synth_cut_parse(optarg, &cfg.cut)) fs_cli_usage_error("--cut: %s", fs_error_msg());
-            break;
-        case O_CONNECTIVITY:
-            cfg.connectivity = (int)fs_cli_long("connectivity", optarg, 4, 8);
-            if (cfg.connectivity != 4 && cfg.connectivity != 8) fs_cli_usage_error("--connectivity: 4 or 8");
-            break;
-        case O_MINPIX: cfg.min_pixels = (size_t)fs_cli_long("min-pixels", optarg, 1, 1L << 26); break;
-        case O_NOBALANCE: cfg.balance_classes = 0; break;
-        case O_PARTIAL: cfg.partial = 1; break;
-        case O_FEATHER: cfg.feather = fs_cli_double("feather", optarg, 0, 16); break;
-        case O_PROMPTS:
-            if (fs_synth_prompts_parse(optarg, &cfg.prompts)) fs_cli_usage_error("--prompts: %s", fs_error_msg());
-            break;
-        case O_NOTRANSFORMS: break; /* applied before the loop */
-        case 'h': fputs(usage, stdout); return FS_EXIT_OK;
+        case O_CAPACITY: ws.capacity = (size_t)fs_cli_long("capacity", optarg, 1, 4096); break;
+        case O_PERMSG: ws.batch = (size_t)fs_cli_long("per-message", optarg, 1, 64); break;
+        case O_HEARTBEAT: ws.heartbeat_ms = (int)fs_cli_long("heartbeat-ms", optarg, 10, 600000); break;
+        case O_TIMEOUT: ws.timeout_ms = (int)fs_cli_long("timeout-ms", optarg, 20, 3600000); break;
+        case O_GIVEUP: ws.give_up_ms = (int)(1000 * fs_cli_long("give-up", optarg, 0, 2000000)); break;
+        case O_CURVE: curve = optarg; break;
+        case 'h': print_usage(); return FS_EXIT_OK;
         default: fs_cli_bad_option(argc, argv);
         }
     }
+    cfg = so.cfg;
+    cfg.seed = seed;
+    const char *backgrounds = so.backgrounds;
     if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (!exemplars) fs_cli_usage_error("--exemplars is required");
-    if (!out && !preview) fs_cli_usage_error("give --out (with --count) or --preview");
+    if (connect && (out || preview || count >= 0))
+        fs_cli_usage_error("--connect streams samples: no --out, --count or --preview with it");
+    if (!connect && !out && !preview) fs_cli_usage_error("give --out (with --count), --preview or --connect");
     if (out && count < 0) fs_cli_usage_error("--out needs --count");
     if (!out && count >= 0) fs_cli_usage_error("--count needs --out");
+    if (ws.heartbeat_ms * 2 > ws.timeout_ms)
+        fs_cli_usage_error("--timeout-ms %d must be at least twice --heartbeat-ms %d", ws.timeout_ms, ws.heartbeat_ms);
     char pbuf[4200];
     if (preview && !preview_out) {
         if (!out) fs_cli_usage_error("--preview needs --preview-out (or --out)");
@@ -225,7 +190,13 @@ int main(int argc, char **argv) {
     }
     if (preview_out && !preview) fs_cli_usage_error("--preview-out needs --preview N");
     if (fs_synth_config_check(&cfg)) fs_cli_usage_error("%s", fs_error_msg());
+    char curve_key[41];
+    if (curve) {
+        if (fs_wire_key_load(curve, curve_key)) fs_cli_die();
+        ws.curve_server_key = curve_key;
+    }
     if (threads) omp_set_num_threads((int)threads);
+    else if (connect) omp_set_num_threads(1); /* one sample at a time: run more processes for more cores */
 
     fs_synth *s;
     if (fs_synth_open(&s, exemplars, backgrounds, &cfg)) fs_cli_die();
@@ -233,9 +204,16 @@ int main(int argc, char **argv) {
     fs_synth_size(s, &H, &W);
     char settings[2048];
     fs_synth_config_describe(&cfg, settings, sizeof settings);
-    fs_info("%zu objects to cut (%s) from '%s'%s%s; samples %zux%zu from index %llu", fs_synth_candidates(s),
+    fs_info("%zu objects to cut (%s) from '%s'%s%s; samples %zux%zu%s", fs_synth_candidates(s),
             fs_synth_cut_name(cfg.cut), exemplars, backgrounds ? ", backgrounds from " : "",
-            backgrounds ? backgrounds : "", H, W, (unsigned long long)first);
+            backgrounds ? backgrounds : "", H, W, connect ? ", as the trainer asks" : "");
+
+    if (connect) {
+        int rc = run_connected(s, connect, &ws);
+        fs_synth_free(s);
+        if (rc) fs_cli_die();
+        return FS_EXIT_OK;
+    }
 
     const int nt = omp_get_max_threads();
     const size_t chunk = (size_t)nt * 8;

@@ -61,6 +61,20 @@ out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box | ran)
   || fail prompt_reruns_training_and_predictions "ran: $out"
 out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box | ran)
 [ -z "$out" ] && pass nothing_reruns_after_prompt || fail nothing_reruns_after_prompt "ran: $out"
+# Synthesis is on by default: two synthesizer processes stream the samples
+# over ipc:// (run/local), and leave when the trainer is done. The number of
+# synthesizers changes no result, so it reruns nothing; SYNTH=off (train on
+# the exemplars alone) reruns what training shapes.
+if grep -q "the trainer said bye" "$d/run/logs/synthesizer-1.log" "$d/run/logs/synthesizer-2.log" 2>/dev/null \
+  && grep -q "samples received over ipc://" "$d/run/logs/trainer.log" && [ ! -e "$d/run/synth.sock" ]; then
+  pass synthesizers_stream_and_leave
+else fail synthesizers_stream_and_leave "no synthesizer logs, no stream, or a socket left in $d/run"; fi
+out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box SYNTHESIZERS=0 | ran)
+[ -z "$out" ] && pass synthesizer_count_reruns_nothing || fail synthesizer_count_reruns_nothing "ran: $out"
+out=$(mk pipeline SAM="$W" ITERS=4 $T PROMPT=box SYNTH=off | ran)
+if [ "$out" = "predictor scorer trainer " ] && ! grep -q "samples received" "$d/run/logs/trainer.log"; then
+  pass synth_off_reruns_trainer_predictor_scorer_only
+else fail synth_off_reruns_trainer_predictor_scorer_only "ran: $out"; fi
 out=$(mk pipeline SAM="$W" ITERS=0 $T PROMPT=box)
 if [ -z "$(ran <<<"$out")" ] && grep -q "^| DSC" <<<"$out" && ! grep -q "zero-shot DSC" <<<"$out"; then
   pass iters_0_gives_the_zero_shot_table

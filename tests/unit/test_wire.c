@@ -1,7 +1,8 @@
 /* wire: the message format (every rejection kind, in memory and over real
  * sockets) and the credit protocol between real processes: this binary
  * re-executes itself as a worker (--worker), as a sender of malformed
- * messages (--evil) and checks determinism, dead and hung workers, late
+ * messages (--evil; --evil-trainer plays a trainer sending malformed
+ * messages to a real synthesizer, for tests/py/test_synth_stream.py) and checks determinism, dead and hung workers, late
  * joiners, bounded memory, CURVE and clean shutdown. */
 #include "test.h"
 
@@ -830,33 +831,32 @@ static void trainer_rejects_malformed(void) {
     CHECKF(mid.rejected >= 35 + 9, "%llu rejected", (unsigned long long)mid.rejected);
 }
 
-static void worker_rejects_malformed(void) {
-    const char *ep = endpoint("wk");
-    char log[PATH_MAX + 32], report[PATH_MAX + 32];
-    snprintf(log, sizeof log, "%s/worker.log", tmpdir);
-    snprintf(report, sizeof report, "%s/worker.report", tmpdir);
-    unlink(log);
-    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
-    int linger = 500;
-    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
-    CHECK(zmq_bind(r, ep) == 0);
-    wopt o = {.endpoint = ep, .seed = 4, .capacity = 4, .report = report, .log = log};
-    pid_t w = spawn_worker(&o);
+/* A fake trainer on the bound ROUTER r: waits for a worker's hello, sends it
+ * every malformed message a worker must reject (the reasons its log must
+ * show go to expects, *ne of them), then a proper request for index 7, whose
+ * answer lands in *served (left zeroed when none came), and bye. FS_ERR when
+ * no hello came. Shared by worker_rejects_malformed and --evil-trainer. */
+static char expect_room[128];
+static int evil_trainer_session(void *r, const char **expects, int *ne, fs_sample *served) {
+    memset(served, 0, sizeof *served);
+    *ne = 0;
     fs_wire_in *in = fs_wire_in_new();
-    int64_t end = ms_now() + 5000;
+    int64_t end = ms_now() + 10000;
     int got = 0, fatal;
     while (!got && ms_now() < end) {
         zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
         zmq_poll(&it, 1, 50);
         if (fs_wire_recv(r, 1, 1 << 20, in, &fatal) == FS_OK && in->msg.type == FS_MSG_HELLO) got = 1;
     }
+    if (!got) {
+        fs_wire_in_free(in);
+        return fs_error("no hello from the worker");
+    }
     uint8_t id[256];
-    size_t idl = in->peer_len;
+    size_t idl = in->peer_len, cap = in->msg.capacity;
     uint64_t hello_seq = in->msg.seq;
     memcpy(id, in->peer, idl);
     static const char filler[128] = {0};
-    const char *expects[64];
-    int ne = 0;
     uint64_t seq = 1000;
     msgpack_sbuffer_init(&sb);
 #define TO_WORKER(nframes, ...)                                               \
@@ -877,29 +877,32 @@ static void worker_rejects_malformed(void) {
         if (!b.expect) break;
         if (!b.worker_too) continue;
         TO_WORKER(0, 0);
-        expects[ne++] = b.expect;
+        expects[(*ne)++] = b.expect;
     }
-    B();
-    head(4, 1, "request", ++seq);
-    S("indices");
-    A(5);
-    for (int i = 0; i < 5; i++) U((uint64_t)i);
-    TO_WORKER(0, 0);
-    expects[ne++] = "request for 5 samples with room for 4";
+    if (cap < 1024) { /* one more than its room */
+        B();
+        head(4, 1, "request", ++seq);
+        S("indices");
+        A(cap + 1);
+        for (size_t i = 0; i <= cap; i++) U((uint64_t)i);
+        TO_WORKER(0, 0);
+        snprintf(expect_room, sizeof expect_room, "request for %zu samples with room for %zu", cap + 1, cap);
+        expects[(*ne)++] = expect_room;
+    }
     B();
     head(4, 1, "request", ++seq);
     S("indices");
     A(1);
     U(1);
     TO_WORKER(1, 8);
-    expects[ne++] = "1 extra frames after the 0 announced";
+    expects[(*ne)++] = "1 extra frames after the 0 announced";
     sample_header(++seq, 1, 0);
     TO_WORKER(4, 64, 16, 1, 24);
-    expects[ne++] = "unexpected 'sample'";
+    expects[(*ne)++] = "unexpected 'sample'";
     B();
     head(3, 1, "heartbeat", 5);
     TO_WORKER(0, 0);
-    expects[ne++] = "seq 5 not after";
+    expects[(*ne)++] = "seq 5 not after";
     /* and a proper request is still served */
     B();
     head(4, 1, "request", ++seq);
@@ -907,28 +910,95 @@ static void worker_rejects_malformed(void) {
     A(1);
     U(7);
     TO_WORKER(0, 0);
-    uint64_t h = 0;
     end = ms_now() + 5000;
-    while (!h && ms_now() < end) {
+    while (!served->image && ms_now() < end) {
         zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
         zmq_poll(&it, 1, 50);
-        if (fs_wire_recv(r, 1, 1 << 20, in, &fatal) == FS_OK && in->msg.type == FS_MSG_SAMPLE) {
-            fs_sample x;
-            if (fs_wire_unpack_samples(in, &x) == FS_OK) {
-                h = sample_hash(&x);
-                fs_sample_free(&x);
-            }
-        }
+        if (fs_wire_recv(r, 1, 64 << 20, in, &fatal) == FS_OK && in->msg.type == FS_MSG_SAMPLE)
+            if (fs_wire_unpack_samples(in, served) != FS_OK) memset(served, 0, sizeof *served);
     }
     B();
     head(3, 1, "bye", ++seq);
     TO_WORKER(0, 0);
-    int wrc = wait_exit(w, 5000);
+#undef TO_WORKER
     fs_wire_in_free(in);
+    return FS_OK;
+}
+
+/* --evil-trainer ENDPOINT EXPECT SAMPLE: binds ENDPOINT, plays the session
+ * above with the first worker that says hello (a real synthesizer), writes
+ * the reasons its log must show to EXPECT, one a line, and its answer for
+ * sample 7 to SAMPLE (h, w as two u32, the image as f32, the label as u8). */
+static int evil_trainer_main(int argc, char **argv) {
+    if (argc < 5) return 2;
+    fs_log_init("evil-trainer");
+    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 3000;
+    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(r, argv[2]) != 0) {
+        fprintf(stderr, "evil-trainer: cannot bind %s: %s\n", argv[2], zmq_strerror(errno));
+        return 1;
+    }
+    const char *expects[64];
+    int ne = 0;
+    fs_sample x;
+    int rc = evil_trainer_session(r, expects, &ne, &x);
+    /* stay a moment, so that the bye reaches the worker before the socket goes */
+    for (int64_t end = ms_now() + 1000; ms_now() < end;) {
+        zmq_pollitem_t it = {r, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 50);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, r, ZMQ_DONTWAIT) >= 0) continue;
+        zmq_msg_close(&m);
+    }
+    zmq_close(r);
+    zmq_ctx_term(ctx);
+    if (rc) {
+        fprintf(stderr, "evil-trainer: %s\n", fs_error_msg());
+        return 1;
+    }
+    FILE *f = fopen(argv[3], "w");
+    for (int k = 0; f && k < ne; k++) fprintf(f, "%s\n", expects[k]);
+    if (f) fclose(f);
+    f = fopen(argv[4], "wb");
+    if (f && x.image) {
+        uint32_t hw[2] = {(uint32_t)x.h, (uint32_t)x.w};
+        fwrite(hw, sizeof hw, 1, f);
+        fwrite(x.image, sizeof *x.image, x.h * x.w, f);
+        fwrite(x.label, 1, x.h * x.w, f);
+    }
+    if (f) fclose(f);
+    int served = x.image != NULL;
+    fs_sample_free(&x);
+    msgpack_sbuffer_destroy(&sb);
+    return served ? 0 : 1;
+}
+
+static void worker_rejects_malformed(void) {
+    const char *ep = endpoint("wk");
+    char log[PATH_MAX + 32], report[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/worker.log", tmpdir);
+    snprintf(report, sizeof report, "%s/worker.report", tmpdir);
+    unlink(log);
+    void *ctx = zmq_ctx_new(), *r = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 500;
+    zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
+    CHECK(zmq_bind(r, ep) == 0);
+    wopt o = {.endpoint = ep, .seed = 4, .capacity = 4, .report = report, .log = log};
+    pid_t w = spawn_worker(&o);
+    const char *expects[64];
+    int ne = 0;
+    fs_sample x;
+    int got = evil_trainer_session(r, expects, &ne, &x) == FS_OK;
+    uint64_t h = x.image ? sample_hash(&x) : 0;
+    fs_sample_free(&x);
+    int wrc = wait_exit(w, 5000);
     zmq_close(r);
     zmq_ctx_term(ctx);
     CHECK(got);
     CHECK(wrc == 0);
+    CHECKF(ne == 16, "%d malformed messages sent", ne);
     CHECKF(h == expected_hash(4, 7, 32), "the proper request was not served right");
     char *text = slurp(log);
     for (int k = 0; k < ne; k++) CHECKF(strstr(text, expects[k]) != NULL, "the worker's log lacks '%s'", expects[k]);
@@ -1052,6 +1122,7 @@ static void get_skips_and_refuses_the_past(void) {
 int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[1], "--worker")) return worker_main(argc, argv);
     if (argc > 2 && !strcmp(argv[1], "--evil")) return evil_main(argc, argv);
+    if (argc > 2 && !strcmp(argv[1], "--evil-trainer")) return evil_trainer_main(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     const char *d = test_tmp_dir("wire");
     if (!realpath(d, tmpdir)) snprintf(tmpdir, sizeof tmpdir, "%s", d);
