@@ -72,7 +72,7 @@ GPU_TEST_BINS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests-gpu/%)
 GPU_TEST_LINKS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/%)
 CUDA_ALL := $(if $(filter 1,$(CUDA)),$(CUDA_LIB) $(GPU_TEST_BINS) $(GPU_TEST_LINKS))
 
-.PHONY: all test check test-asan test-gpu bench clean help pipeline deps
+.PHONY: all test check test-asan test-gpu bench clean help pipeline ablations deps
 .DEFAULT_GOAL := all
 
 all: $(STAGE_BINS) $(CUDA_ALL)
@@ -148,6 +148,16 @@ deps:
 pipeline: all
 	@$(MAKE) --no-print-directory -f pipeline.mk pipeline
 
+# The small SAM behind SAM=demo, pretrained from scratch on synthetic shapes
+# (the recipe: pipelines/demo-sam.mk; the result is committed).
+.PHONY: demo-checkpoint
+demo-checkpoint: all
+	@$(MAKE) --no-print-directory -f pipelines/demo-sam.mk demo-checkpoint
+
+# The paper's comparisons, one run folder each, one table (pipeline.mk).
+ablations: all
+	@$(MAKE) --no-print-directory -f pipeline.mk ablations
+
 help:
 	@echo "make            build every stage into $(BUILD)/bin/"
 	@echo "make test       build and run the whole test suite"
@@ -155,6 +165,8 @@ help:
 	@echo "make test-gpu   the CUDA kernels against the CPU reference (skips without a GPU)"
 	@echo "make bench      benchmarks against PyTorch (build/bench/results.json)"
 	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
+	@echo "make ablations  zero-shot, exemplars only, with synthesis, fractions: one table"
+	@echo "make demo-checkpoint  pretrain pipelines/demo-sam.safetensors (SAM=demo) on synthetic shapes"
 	@echo "make deps       install the Debian packages fewsam needs"
 	@echo "make clean      remove $(BUILD)/"
 

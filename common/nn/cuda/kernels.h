@@ -1,0 +1,51 @@
+/* The CUDA backend's entries, one per fs_nn_ops field (shapes as in
+ * nn/nn.h, every pointer a device pointer), and helpers shared between its
+ * files. C++ linkage: only common/nn/cuda/ops.cu puts them in the table. */
+#ifndef FS_NN_CUDA_KERNELS_H
+#define FS_NN_CUDA_KERNELS_H
+
+#include <stddef.h>
+
+void fs_cuda_linear_forward(float *out, const float *inp, const float *w, const float *bias, size_t M, size_t K,
+                            size_t N);
+void fs_cuda_layernorm_forward(float *out, const float *inp, const float *w, const float *b, size_t M, size_t C,
+                               float eps);
+void fs_cuda_gelu_forward(float *out, const float *inp, size_t n);
+void fs_cuda_relu_forward(float *out, const float *inp, size_t n);
+void fs_cuda_attention_forward(float *out, const float *q, const float *k, const float *v, size_t B, size_t Nq,
+                               size_t Nk, size_t H, size_t D, float scale);
+void fs_cuda_attention_relpos_forward(float *out, const float *qkv, const float *rel_h, const float *rel_w, size_t B,
+                                      size_t Hg, size_t Wg, size_t H, size_t D, float scale);
+void fs_cuda_patch_embed_forward(float *out, const float *inp, const float *w, const float *b, size_t B, size_t Cin,
+                                 size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_cuda_conv3x3_forward(float *out, const float *inp, const float *w, size_t B, size_t H, size_t W, size_t Cin,
+                             size_t Cout);
+void fs_cuda_conv_transpose2x2_forward(float *out, const float *inp, const float *w, const float *b, size_t B,
+                                       size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_cuda_resize_bilinear_forward(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                     size_t Wo);
+
+void fs_cuda_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                             size_t M, size_t K, size_t N);
+void fs_cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                                size_t M, size_t C, float eps);
+void fs_cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_cuda_relu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void fs_cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, size_t B, size_t Nq, size_t Nk, size_t H, size_t D, float scale);
+void fs_cuda_attention_relpos_backward(float *dqkv, float *drel_h, float *drel_w, const float *dout,
+                                       const float *qkv, const float *rel_h, const float *rel_w, size_t B, size_t Hg,
+                                       size_t Wg, size_t H, size_t D, float scale);
+void fs_cuda_patch_embed_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                  const float *w, size_t B, size_t Cin, size_t Hi, size_t Wi, size_t P, size_t C);
+void fs_cuda_conv3x3_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, size_t B,
+                              size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_cuda_conv_transpose2x2_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                        const float *w, size_t B, size_t H, size_t W, size_t Cin, size_t Cout);
+void fs_cuda_resize_bilinear_backward(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
+                                      size_t Wo);
+
+/* out[M, N] = bias[N] on every row (pointwise.cu). */
+void fs_cu_bias_rows(float *out, const float *bias, size_t M, size_t N, const char *what);
+
+#endif
