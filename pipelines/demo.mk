@@ -6,5 +6,12 @@ DEMO_CASES ?= 8
 LOADER_ARGS ?= --cases $(DEMO_CASES)
 FRACTION ?= 0.03
 SAMPLER_STRATEGY ?= stratified
-# Fine-tuning: a short run (the phantoms are easy; CPU-friendly).
-ITERS ?= 200
+# The model: SAM=demo, the small SAM committed as pipelines/demo-sam.safetensors
+# (96 px input; pretrained by fewsam on synthetic shapes, never on the phantom:
+# make demo-checkpoint). SAM=<checkpoint> or SAM= (stop after the exemplars)
+# override it.
+SAM ?= demo
+# Fine-tuning: a short run (the phantoms are easy; about half a minute on 2
+# cores), LoRA q,v and the decoder as everywhere else.
+ITERS ?= 600
+BATCH ?= 4

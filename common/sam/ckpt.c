@@ -118,6 +118,10 @@ int fs_sam_ckpt_save(const char *path, fs_train *t, const fs_sam *m, uint64_t fp
                              fs_sam_ckpt_targets_str(l->cfg.targets, targets, sizeof targets)) ||
         fs_sam_ckpt_meta_set(meta, "decoder", "%s",
                              fs_train_find(t, "mask_decoder.iou_token.weight") ? "full" : "frozen") ||
+        fs_sam_ckpt_meta_set(meta, "encoder", "%s",
+                             fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FULL     ? "full"
+                             : fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FROZEN ? "frozen"
+                                                                                          : "lora") ||
         fs_sam_ckpt_meta_set(meta, "base_fingerprint", "%016" PRIx64, fp)) {
         fs_error_wrap("cannot write '%s'", path);
         goto out;
@@ -204,6 +208,11 @@ static int read_info(fs_ckpt *ck, const char *path, fs_sam_ckpt_info *info) {
     info->base_fingerprint = strtoull(v[9], &end, 16);
     if (*end || !*v[9] || errno)
         return fs_error("'%s': checkpoint metadata 'base_fingerprint' is '%s', not a hash", path, v[9]);
+    const char *enc = fs_ckpt_meta(ck, "encoder");
+    if (!enc || !strcmp(enc, "lora")) info->encoder = FS_TRAIN_ENCODER_LORA;
+    else if (!strcmp(enc, "full")) info->encoder = FS_TRAIN_ENCODER_FULL;
+    else if (!strcmp(enc, "frozen")) info->encoder = FS_TRAIN_ENCODER_FROZEN;
+    else return fs_error("'%s': checkpoint metadata 'encoder' is '%s' (lora, full or frozen)", path, enc);
     return FS_OK;
 }
 
@@ -220,6 +229,8 @@ int fs_sam_ckpt_read_meta(const char *path, const char *const *keys, size_t n_ke
             const char *v = fs_ckpt_meta(ck, k);
             if (v) rc = fs_sam_ckpt_meta_set(meta, k, "%s", v);
         }
+        const char *enc = fs_ckpt_meta(ck, "encoder");
+        if (rc == FS_OK && enc) rc = fs_sam_ckpt_meta_set(meta, "encoder", "%s", enc);
         if (rc) fs_error_wrap("'%s'", path);
     }
     fs_ckpt_close(ck);
@@ -289,8 +300,10 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
                       m->cfg.img_size);
     if (rc == FS_OK) rc = fs_lora_alloc(&lora, &m->cfg, &info.lora);
     if (rc) fs_error_wrap("'%s'", path);
-    /* every tensor is either an adapter, a decoder weight, or a moment */
-    size_t n_lora = 0, n_dec = 0;
+    /* every tensor is an adapter, a decoder weight, an encoder weight (full
+     * mode), or a moment */
+    size_t n_lora = 0, n_dec = 0, n_enc = 0;
+    int enc_full = info.encoder == FS_TRAIN_ENCODER_FULL;
     for (size_t i = 0; rc == FS_OK && i < fs_ckpt_count(ck); i++) {
         const char *name = fs_ckpt_entry_at(ck, i)->name;
         if (!strncmp(name, "adamw.", 6)) continue;
@@ -302,7 +315,8 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
             continue;
         }
         k = fs_sam_table_find(&m->p.table, name);
-        if (k < 0 || strncmp(name, "mask_decoder.", 13)) {
+        int dec = !strncmp(name, "mask_decoder.", 13);
+        if (k < 0 || (!dec && !enc_full)) {
             rc = fs_error("'%s': unexpected tensor '%s' (neither a LoRA adapter of its configuration nor a mask "
                           "decoder weight)",
                           path, name);
@@ -310,7 +324,8 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
         }
         const fs_sam_tensor_info *e = &m->p.table.v[k];
         rc = read_exact(ck, path, name, e->ndim, e->shape, m->p.arena + e->offset);
-        n_dec++;
+        if (dec) n_dec++;
+        else n_enc++;
     }
     if (rc == FS_OK && n_lora != lora.table.n)
         rc = fs_error("'%s': %zu of the %zu LoRA tensors its configuration has", path, n_lora, lora.table.n);
@@ -318,6 +333,15 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
         size_t want = 0;
         for (size_t i = 0; i < m->p.table.n; i++) want += !strncmp(m->p.table.v[i].name, "mask_decoder.", 13);
         if (n_dec != want) rc = fs_error("'%s': %zu of the %zu mask decoder tensors", path, n_dec, want);
+    }
+    if (rc == FS_OK && enc_full) {
+        size_t want = 0;
+        for (size_t i = 0; i < m->p.table.n; i++) {
+            const char *nm = m->p.table.v[i].name;
+            want += !strncmp(nm, "image_encoder.", 14) ||
+                    (!strncmp(nm, "prompt_encoder.", 15) && !strstr(nm, "positional_encoding_gaussian_matrix"));
+        }
+        if (n_enc != want) rc = fs_error("'%s': %zu of the %zu encoder tensors", path, n_enc, want);
     }
     /* Only now, with every tensor read, touch the encoder. A failure above
      * may leave decoder tensors half replaced: the caller drops the model. */

@@ -43,6 +43,7 @@ typedef struct {
     size_t img_size;
     fs_lora_config lora;
     fs_train_decoder_mode decoder;
+    fs_train_encoder_mode encoder; /* "encoder" key; lora when absent (files from before it) */
     uint64_t base_fingerprint;
 } fs_sam_ckpt_info;
 
@@ -57,7 +58,7 @@ uint64_t fs_sam_fingerprint(const fs_sam *m);
 const char *fs_sam_ckpt_targets_str(unsigned targets, char *buf, size_t n);
 
 /* Writes t's tensors and moments atomically. The model-level keys (schema,
- * version, step, img_size, lora_*, decoder, base_fingerprint, model) come
+ * version, step, img_size, lora_*, decoder, encoder, base_fingerprint, model) come
  * from t, m and fp and override the same keys in extra (may be NULL). */
 int fs_sam_ckpt_save(const char *path, fs_train *t, const fs_sam *m, uint64_t fp, const fs_sam_ckpt_meta *extra);
 
@@ -75,8 +76,9 @@ int fs_sam_ckpt_read_meta(const char *path, const char *const *keys, size_t n_ke
 int fs_sam_ckpt_restore(const char *path, fs_train *t);
 
 /* Inference: puts a checkpoint onto a freshly loaded base model m. Refuses
- * another base (fingerprint) or input size; the trained decoder tensors
- * replace the base ones, and the LoRA adapters are merged into the encoder's
+ * another base (fingerprint) or input size; the trained base tensors
+ * (decoder; image and prompt encoder when it was trained in full) replace
+ * the loaded ones, and the LoRA adapters are merged into the encoder's
  * weights (fs_lora_merge), so the unchanged forward pass runs. *info (may
  * be NULL) receives the checkpoint's model-level keys. */
 int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *info);

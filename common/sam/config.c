@@ -305,3 +305,56 @@ int fs_sam_config_from_ckpt_meta(fs_sam_config *c, const fs_ckpt *ck, const char
     if (fs_sam_config_validate(c)) return fs_error_wrap("'%s'", path);
     return FS_OK;
 }
+
+/* ---- a configuration from keys alone ---- */
+
+int fs_sam_config_from_keys(fs_sam_config *c, const char *const *keys, const char *const *vals, size_t n) {
+    fs_sam_config_preset(c, "vit_b");
+    int have_global = 0, have_depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = keys[i], *s = vals[i];
+        if (!strcmp(k, "global_attn")) {
+            memset(c->global_attn, 0, sizeof c->global_attn);
+            const char *p = s;
+            while (*p) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(p, &end, 10);
+                if (errno || end == p || v >= FS_SAM_MAX_DEPTH || (*end && *end != ','))
+                    return fs_error("configuration global_attn='%s' is not a list of block indices", s);
+                c->global_attn[v] = 1;
+                p = *end ? end + 1 : end;
+            }
+            have_global = 1;
+            continue;
+        }
+        struct { const char *key; size_t *dst; } map[] = {
+            {"img_size", &c->img_size},     {"patch_size", &c->patch_size},       {"embed_dim", &c->embed_dim},
+            {"depth", &c->depth},           {"num_heads", &c->num_heads},         {"window_size", &c->window_size},
+            {"out_chans", &c->out_chans},   {"dec_depth", &c->dec_depth},         {"dec_mlp_dim", &c->dec_mlp_dim},
+            {"dec_heads", &c->dec_heads},   {"num_multimask", &c->num_multimask}, {"iou_hidden", &c->iou_hidden},
+            {"mask_in_chans", &c->mask_in_chans},
+        };
+        size_t j = 0, nm = sizeof map / sizeof *map;
+        while (j < nm && strcmp(map[j].key, k)) j++;
+        if (j == nm)
+            return fs_error("unknown SAM configuration key '%s' (expected one of img_size, patch_size, embed_dim, "
+                            "depth, num_heads, window_size, global_attn, out_chans, dec_depth, dec_mlp_dim, "
+                            "dec_heads, num_multimask, iou_hidden, mask_in_chans)",
+                            k);
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || v > (1u << 24) || s[0] == '-')
+            return fs_error("configuration %s='%s' is not a valid size", k, s);
+        *map[j].dst = (size_t)v;
+        if (!strcmp(k, "depth")) have_depth = 1;
+    }
+    if (have_depth && !have_global && c->depth != 12)
+        return fs_error("configuration depth=%zu needs global_attn (the blocks that attend globally, e.g. 1,3)",
+                        c->depth);
+    for (size_t b = c->depth; b < FS_SAM_MAX_DEPTH; b++)
+        if (c->global_attn[b])
+            return fs_error("configuration global_attn names block %zu of a %zu-block encoder", b, c->depth);
+    return fs_sam_config_validate(c);
+}

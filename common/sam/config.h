@@ -43,6 +43,10 @@ int fs_sam_config_from_ckpt(fs_sam_config *c, const fs_ckpt *ck);
  * what shapes cannot tell (dec_heads). */
 int fs_sam_config_from_ckpt_meta(fs_sam_config *c, const fs_ckpt *ck, const char *const *keys,
                                  const char *const *vals, size_t n);
+/* The official ViT-B configuration with n key/value pairs (the metadata
+ * keys above) applied: a model built from scratch (fs_sam_create_random).
+ * A depth other than 12 needs global_attn too. */
+int fs_sam_config_from_keys(fs_sam_config *c, const char *const *keys, const char *const *vals, size_t n);
 /* Sanity of the numbers (divisibility, bounds). */
 int fs_sam_config_validate(const fs_sam_config *c);
 /* "global_attn" as a comma list ("2,5,8,11") into buf. */

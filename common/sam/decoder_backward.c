@@ -244,7 +244,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     ops->linear_forward(low, X->hyper + first * d.D8, X->up, NULL, n, d.D8, 16 * HW);
 }
 
-void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed) {
+void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed, float *dsparse) {
     const fs_sam_config *c = &t->m->cfg;
     const fs_sam_params *p = &t->m->p;
     const fs_sam_params *G = &t->G;
@@ -351,7 +351,10 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
     add2(X->dq, X->dq, X->dqpe, T * D);
     if (G->iou_token) add2(G->iou_token, G->iou_token, X->dq, D);
     if (G->mask_tokens) add2(G->mask_tokens, G->mask_tokens, X->dq + D, d.nm * D);
-    /* keys = embed + no_mask_embed (the prompt encoder is frozen) */
+    if (dsparse) memcpy(dsparse, X->dq + (1 + d.nm) * D, (T - 1 - d.nm) * D * sizeof *dsparse);
+    /* keys = embed + no_mask_embed, the dense embedding broadcast over the grid */
     add2(dembed, dembed, X->dk, HW * D);
+    if (G->no_mask)
+        for (size_t i = 0; i < HW; i++) add2(G->no_mask, G->no_mask, X->dk + i * D, D);
 }
 

@@ -1,7 +1,10 @@
 /* The image encoder for training: the forward pass with LoRA adapters,
  * keeping what the backward pass needs, and the backward pass from the
  * gradient of the image embeddings down to block 0, producing the LoRA
- * gradients. Base weights are frozen: their gradients are never formed.
+ * gradients and, when the encoder is trained in full, the gradient of every
+ * base weight (patch embedding, pos_embed, norms, rel-pos tables, qkv, proj,
+ * MLP, neck): the kernels form a weight's gradient where t->G binds one,
+ * and skip it where the field is NULL (frozen).
  * The batch runs through each layer at once (rows B * tokens), so the same
  * kernel calls as fs_sam_encode give the same numbers. */
 #include <math.h>
@@ -192,6 +195,7 @@ void fs_train_enc_forward(fs_train *t, const fs_nn_ops *ops, const float *pre, s
     fs_train_enc *E = &t->E;
     size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = g * g, M = B * tok;
 
+    E->pre = pre;
     ops->patch_embed_forward(E->xs[0], pre, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
     for (size_t b = 0; b < B; b++)
         for (size_t k = 0; k < tok * C; k++) E->xs[0][b * tok * C + k] += p->pos_embed[k];
@@ -205,7 +209,7 @@ void fs_train_enc_forward(fs_train *t, const fs_nn_ops *ops, const float *pre, s
 
 /* dx[B*g*g, C]: the gradient of block i's output in, of its input out. */
 static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
-    const fs_sam_block_params *bp = &t->m->p.blocks[i];
+    const fs_sam_block_params *bp = &t->m->p.blocks[i], *gp = &t->G.blocks[i];
     const fs_lora_block *lb = &t->lora.blocks[i], *lg = &t->lgrad[i];
     fs_train_enc *E = &t->E;
     const fs_train_block_saved *s = &E->saved[i];
@@ -220,7 +224,7 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
     ops->layernorm_forward(E->xn, s->x_mid, bp->norm2_w, bp->norm2_b, d.M, C, FS_SAM_EPS_ENC);
     ops->gelu_forward(E->h, s->h_pre, d.M * d.hid);
     memset(E->dh, 0, d.M * d.hid * sizeof *E->dh);
-    ops->linear_backward(E->dh, NULL, NULL, dx, E->h, bp->lin2.w, d.M, d.hid, C);
+    ops->linear_backward(E->dh, gp->lin2.w, gp->lin2.b, dx, E->h, bp->lin2.w, d.M, d.hid, C);
     if (lb->A[FS_LORA_LIN2])
         lora_bwd(ops, lb->A[FS_LORA_LIN2], lb->B[FS_LORA_LIN2], lg->A[FS_LORA_LIN2], lg->B[FS_LORA_LIN2], d.r, d.lscale,
                  E->h, d.M, d.hid, C, dx, C, 0, E->dh, E->lu, E->ldu, E->lt);
@@ -228,11 +232,11 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
     memset(dhp, 0, d.M * d.hid * sizeof *dhp);
     ops->gelu_backward(dhp, s->h_pre, E->dh, d.M * d.hid);
     memset(E->dxn, 0, d.M * C * sizeof *E->dxn);
-    ops->linear_backward(E->dxn, NULL, NULL, dhp, E->xn, bp->lin1.w, d.M, C, d.hid);
+    ops->linear_backward(E->dxn, gp->lin1.w, gp->lin1.b, dhp, E->xn, bp->lin1.w, d.M, C, d.hid);
     if (lb->A[FS_LORA_LIN1])
         lora_bwd(ops, lb->A[FS_LORA_LIN1], lb->B[FS_LORA_LIN1], lg->A[FS_LORA_LIN1], lg->B[FS_LORA_LIN1], d.r, d.lscale,
                  E->xn, d.M, C, d.hid, dhp, d.hid, 0, E->dxn, E->lu, E->ldu, E->lt);
-    ops->layernorm_backward(dx, NULL, NULL, E->dxn, s->x_mid, bp->norm2_w, d.M, C, FS_SAM_EPS_ENC);
+    ops->layernorm_backward(dx, gp->norm2_w, gp->norm2_b, E->dxn, s->x_mid, bp->norm2_w, d.M, C, FS_SAM_EPS_ENC);
     /* dx is now d x_mid. Attention: x_mid = x_in + proj(attn(qkv(LN1(x_in)))) */
     const float *dy = dx;
     if (!d.global) {
@@ -240,12 +244,12 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
         dy = E->dwin;
     }
     memset(E->datt, 0, d.Mq * C * sizeof *E->datt);
-    ops->linear_backward(E->datt, NULL, NULL, dy, s->att, bp->proj.w, d.Mq, C, C);
+    ops->linear_backward(E->datt, gp->proj.w, gp->proj.b, dy, s->att, bp->proj.w, d.Mq, C, C);
     if (lb->A[FS_LORA_PROJ])
         lora_bwd(ops, lb->A[FS_LORA_PROJ], lb->B[FS_LORA_PROJ], lg->A[FS_LORA_PROJ], lg->B[FS_LORA_PROJ], d.r, d.lscale,
                  s->att, d.Mq, C, C, dy, C, 0, E->datt, E->lu, E->ldu, E->lt);
     memset(E->dqkv, 0, d.Mq * 3 * C * sizeof *E->dqkv);
-    ops->attention_relpos_backward(E->dqkv, NULL, NULL, E->datt, s->qkv, bp->rel_pos_h, bp->rel_pos_w, d.Bn, d.Hg, d.Hg,
+    ops->attention_relpos_backward(E->dqkv, gp->rel_pos_h, gp->rel_pos_w, E->datt, s->qkv, bp->rel_pos_h, bp->rel_pos_w, d.Bn, d.Hg, d.Hg,
                                    d.H, d.hd, d.scale);
     ops->layernorm_forward(E->xn, x_in, bp->norm1_w, bp->norm1_b, d.M, C, FS_SAM_EPS_ENC);
     const float *xq = E->xn;
@@ -256,19 +260,21 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
         dxq = E->dwin; /* dy is consumed */
     }
     memset(dxq, 0, d.Mq * C * sizeof *dxq);
-    ops->linear_backward(dxq, NULL, NULL, E->dqkv, xq, bp->qkv.w, d.Mq, C, 3 * C);
+    /* padded tokens are zeros after norm1: no weight gradient, but their
+     * qkv is the bias, which gets theirs */
+    ops->linear_backward(dxq, gp->qkv.w, gp->qkv.b, E->dqkv, xq, bp->qkv.w, d.Mq, C, 3 * C);
     for (int p = FS_LORA_Q; p <= FS_LORA_V; p++)
         if (lb->A[p])
             lora_bwd(ops, lb->A[p], lb->B[p], lg->A[p], lg->B[p], d.r, d.lscale, xq, d.Mq, C, C, E->dqkv, 3 * C,
                      (size_t)p * C, dxq, E->lu, E->ldu, E->lt);
     if (!d.global) unpartition(E->dxn, dxq, B, d.g, d.ws, C, 0);
-    ops->layernorm_backward(dx, NULL, NULL, E->dxn, x_in, bp->norm1_w, d.M, C, FS_SAM_EPS_ENC);
+    ops->layernorm_backward(dx, gp->norm1_w, gp->norm1_b, E->dxn, x_in, bp->norm1_w, d.M, C, FS_SAM_EPS_ENC);
 }
 
 void fs_train_enc_backward(fs_train *t, const fs_nn_ops *ops, size_t B) {
     fs_sam *m = t->m;
     const fs_sam_config *c = &m->cfg;
-    const fs_sam_params *p = &m->p;
+    const fs_sam_params *p = &m->p, *G = &t->G;
     fs_train_enc *E = &t->E;
     size_t g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, M = B * g * g;
 
@@ -276,15 +282,15 @@ void fs_train_enc_backward(fs_train *t, const fs_nn_ops *ops, size_t B) {
     /* neck backward; n2 is recomputed from n1 */
     float *dn3 = E->dxn, *dn = E->n2;
     memset(dn3, 0, M * D * sizeof *dn3);
-    ops->layernorm_backward(dn3, NULL, NULL, E->dembed, E->n3, p->neck3_w, M, D, FS_SAM_EPS_ENC);
+    ops->layernorm_backward(dn3, G->neck3_w, G->neck3_b, E->dembed, E->n3, p->neck3_w, M, D, FS_SAM_EPS_ENC);
     ops->layernorm_forward(dn, E->n1, p->neck1_w, p->neck1_b, M, D, FS_SAM_EPS_ENC);
     float *dn2 = E->n3; /* n3 is consumed */
     memset(dn2, 0, M * D * sizeof *dn2);
-    ops->conv3x3_backward(dn2, NULL, dn3, dn, p->neck2_w, B, g, g, D, D);
+    ops->conv3x3_backward(dn2, G->neck2_w, dn3, dn, p->neck2_w, B, g, g, D, D);
     memset(dn3, 0, M * D * sizeof *dn3);
-    ops->layernorm_backward(dn3, NULL, NULL, dn2, E->n1, p->neck1_w, M, D, FS_SAM_EPS_ENC);
+    ops->layernorm_backward(dn3, G->neck1_w, G->neck1_b, dn2, E->n1, p->neck1_w, M, D, FS_SAM_EPS_ENC);
     memset(E->dx, 0, M * C * sizeof *E->dx);
-    ops->linear_backward(E->dx, NULL, NULL, dn3, E->xs[c->depth], p->neck0_w, M, C, D);
+    ops->linear_backward(E->dx, G->neck0_w, NULL, dn3, E->xs[c->depth], p->neck0_w, M, C, D);
     for (size_t i = c->depth; i-- > 0;) {
         if (m->tap) {
             char name[48];
@@ -293,4 +299,12 @@ void fs_train_enc_backward(fs_train *t, const fs_nn_ops *ops, size_t B) {
         }
         block_bwd(t, ops, i, B);
     }
+    /* xs[0] = patch_embed(pre) + pos_embed, pos_embed shared by the batch */
+    size_t tok = g * g;
+    if (G->pos_embed)
+        for (size_t b = 0; b < B; b++)
+            for (size_t k = 0; k < tok * C; k++) G->pos_embed[k] += E->dx[b * tok * C + k];
+    if (G->patch.w || G->patch.b)
+        ops->patch_embed_backward(NULL, G->patch.w, G->patch.b, E->dx, E->pre, p->patch.w, B, 3, c->img_size,
+                                  c->img_size, c->patch_size, C);
 }

@@ -11,6 +11,7 @@
 
 void fs_train_config_default(fs_train_config *c) {
     memset(c, 0, sizeof *c);
+    c->encoder = FS_TRAIN_ENCODER_LORA;
     c->lora = fs_lora_default_config();
     c->decoder = FS_TRAIN_DECODER_FULL;
     c->batch = 1;
@@ -22,6 +23,20 @@ void fs_train_config_default(fs_train_config *c) {
 }
 
 static int is_decoder(const char *name) { return !strncmp(name, "mask_decoder.", 13); }
+
+/* The image encoder, and the prompt encoder but for its Gaussian matrix
+ * (a buffer, not a parameter, in the official code). */
+static int is_encoder(const char *name) {
+    if (!strncmp(name, "image_encoder.", 14)) return 1;
+    return !strncmp(name, "prompt_encoder.", 15) && !strstr(name, "positional_encoding_gaussian_matrix");
+}
+
+/* 0 for a trained tensor that no loss reaches (torch leaves its gradient
+ * None): the IoU head (no loss uses the predicted IoU) and the mask
+ * downscaling (no mask prompts). */
+static int reached(const char *name) {
+    return !strstr(name, "iou_prediction_head") && !strstr(name, "mask_downscaling");
+}
 
 void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder) {
     *lora = *decoder = 0;
@@ -67,6 +82,12 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     if (!tc->batch) return fs_error("training batch size must be at least 1");
     if (tc->decoder != FS_TRAIN_DECODER_FULL && tc->decoder != FS_TRAIN_DECODER_FROZEN)
         return fs_error("decoder mode %d is not supported (full or frozen)", (int)tc->decoder);
+    if (tc->encoder != FS_TRAIN_ENCODER_LORA && tc->encoder != FS_TRAIN_ENCODER_FULL &&
+        tc->encoder != FS_TRAIN_ENCODER_FROZEN)
+        return fs_error("encoder mode %d is not supported (lora, full or frozen)", (int)tc->encoder);
+    if (tc->encoder != FS_TRAIN_ENCODER_LORA && tc->lora.targets)
+        return fs_error("LoRA adapters with the encoder %s: adapters need the encoder mode lora",
+                        tc->encoder == FS_TRAIN_ENCODER_FULL ? "trained in full" : "frozen");
     const fs_sam_config *c = &m->cfg;
     if (c->out_chans % 8 || c->out_chans / 2 % c->dec_heads)
         return fs_error("decoder width %zu does not split into the upscaling and heads", c->out_chans);
@@ -77,7 +98,7 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     if (fs_lora_alloc(&t->lora, c, &tc->lora)) goto fail;
     fs_lora_init(&t->lora, tc->seed);
 
-    /* trainable tensors: the adapters, then the decoder */
+    /* trainable tensors: the adapters, then the base tensors the modes select */
     const fs_sam_table *pt = &m->p.table;
     size_t cap = t->lora.table.n + pt->n;
     t->t = calloc(cap ? cap : 1, sizeof *t->t);
@@ -96,20 +117,22 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         x->in_graph = 1;
         t->n_lora += e->numel;
     }
-    if (tc->decoder == FS_TRAIN_DECODER_FULL)
-        for (size_t i = 0; i < pt->n; i++) {
-            const fs_sam_tensor_info *e = &pt->v[i];
-            if (!is_decoder(e->name)) continue;
-            fs_train_tensor *x = &t->t[t->nt++];
-            memcpy(x->name, e->name, sizeof x->name);
-            x->ndim = e->ndim;
-            memcpy(x->shape, e->shape, sizeof x->shape);
-            x->numel = e->numel;
-            x->param = m->p.arena + e->offset;
-            x->in_graph = strstr(e->name, "iou_prediction_head") == NULL;
-            t->n_dec += e->numel;
-        }
-    t->nparams = t->n_lora + t->n_dec;
+    for (size_t i = 0; i < pt->n; i++) {
+        const fs_sam_tensor_info *e = &pt->v[i];
+        int dec = is_decoder(e->name), enc = is_encoder(e->name);
+        if (!(dec && tc->decoder == FS_TRAIN_DECODER_FULL) && !(enc && tc->encoder == FS_TRAIN_ENCODER_FULL))
+            continue;
+        fs_train_tensor *x = &t->t[t->nt++];
+        memcpy(x->name, e->name, sizeof x->name);
+        x->ndim = e->ndim;
+        memcpy(x->shape, e->shape, sizeof x->shape);
+        x->numel = e->numel;
+        x->param = m->p.arena + e->offset;
+        x->in_graph = reached(e->name);
+        if (dec) t->n_dec += e->numel;
+        else t->n_enc += e->numel;
+    }
+    t->nparams = t->n_lora + t->n_dec + t->n_enc;
     t->grads = calloc(t->nparams ? t->nparams : 1, sizeof *t->grads);
     t->moments = calloc(2 * t->nparams + 1, sizeof *t->moments);
     if (!t->grads || !t->moments) {
@@ -130,7 +153,7 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
                 t->lgrad[i].A[s] = t->grads + (t->lora.blocks[i].A[s] - t->lora.arena);
                 t->lgrad[i].B[s] = t->grads + (t->lora.blocks[i].B[s] - t->lora.arena);
             }
-    /* decoder gradients: the fs_sam_params field that binds a tensor in the
+    /* base gradients: the fs_sam_params field that binds a tensor in the
      * model binds its gradient in G */
     for (size_t i = t->lora.table.n; i < t->nt; i++) {
         long k = fs_sam_table_find(pt, t->t[i].name);
@@ -150,9 +173,15 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     b = (fs_bump){t->acts, 0};
     fs_train_enc_layout(t, &b, tc->batch);
     if (fs_train_dec_reserve(t, 1 + fs_sam_num_masks(c) + 4)) goto fail;
-    fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
-            t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec,
-            tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen", b.used * sizeof(float) >> 20);
+    if (tc->encoder == FS_TRAIN_ENCODER_FULL)
+        fs_info("trainable parameters: %zu (image and prompt encoders %zu, in full; mask decoder %zu, %s); "
+                "activations %zu MiB",
+                t->nparams, t->n_enc, t->n_dec, tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen",
+                b.used * sizeof(float) >> 20);
+    else
+        fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
+                t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec,
+                tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen", b.used * sizeof(float) >> 20);
     *out = t;
     return FS_OK;
 fail:
@@ -171,6 +200,7 @@ size_t fs_train_param_count(const fs_train *t) { return t->nparams; }
 size_t fs_train_steps(const fs_train *t) { return t->steps; }
 void fs_train_set_steps(fs_train *t, size_t steps) { t->steps = steps; }
 fs_lora *fs_train_lora(fs_train *t) { return &t->lora; }
+const fs_train_config *fs_train_get_config(const fs_train *t) { return &t->cfg; }
 double fs_train_last_grad_norm(const fs_train *t) { return t->last_norm; }
 
 void fs_train_zero_grad(fs_train *t) { memset(t->grads, 0, t->nparams * sizeof *t->grads); }
@@ -208,9 +238,36 @@ int fs_train_backend_ok(const fs_nn_ops *ops) {
            ops->conv_transpose2x2_backward;
 }
 
+static void acc(float *dst, const float *src, size_t n) {
+    if (dst)
+        for (size_t k = 0; k < n; k++) dst[k] += src[k];
+}
+
+/* The adjoint of fs_sam_embed_prompt for the learned embeddings: each
+ * sparse token is a positional encoding (of fixed weights) plus the
+ * embedding of its kind, which gets the token's gradient dsparse[Ns, D]. */
+static void prompt_backward(fs_train *t, const fs_sam_prompt *pr, const float *dsparse) {
+    size_t D = t->m->cfg.out_chans;
+    const fs_sam_params *G = &t->G;
+    const float *d = dsparse;
+    if (pr->n_points) {
+        for (size_t i = 0; i < pr->n_points; i++, d += D)
+            acc(pr->labels[i] == -1 ? G->not_a_point : G->point_embed[pr->labels[i]], d, D);
+        if (!pr->box) { /* the padding point */
+            acc(G->not_a_point, d, D);
+            d += D;
+        }
+    }
+    if (pr->box)
+        for (int k = 0; k < 2; k++, d += D) acc(G->point_embed[2 + k], d, D);
+}
+
 /* The shared body of forward_backward (grad 1) and loss (grad 0). */
 static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_loss_value *loss, int grad) {
     if (grad && !fs_train_backend_ok(ops)) return fs_error("backend '%s' has no backward kernels", ops->name);
+    if (grad && t->cfg.encoder == FS_TRAIN_ENCODER_FULL && !ops->patch_embed_backward)
+        return fs_error("backend '%s' has no patch-embedding backward kernel (needed to train the encoder in full)",
+                        ops->name);
     if (check_batch(t, b)) return FS_ERR;
     fs_sam *m = t->m;
     const fs_sam_config *c = &m->cfg;
@@ -224,9 +281,10 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
     }
     if (fs_train_dec_reserve(t, 1 + nm + maxNs)) return FS_ERR;
     size_t nlog = n_items * n_masks * LL;
-    float *logits = malloc((2 * nlog + maxNs * D + 1) * sizeof *logits);
+    float *logits = malloc((2 * nlog + 2 * maxNs * D + 1) * sizeof *logits);
     if (!logits) return fs_error("out of memory for %zu logits", nlog);
-    float *dlogits = logits + nlog, *sparse = dlogits + nlog;
+    float *dlogits = logits + nlog, *sparse = dlogits + nlog, *dsparse = sparse + maxNs * D;
+    int full = t->cfg.encoder == FS_TRAIN_ENCODER_FULL;
     int rc = FS_ERR;
 
     fs_train_enc_forward(t, ops, b->images, b->n_images);
@@ -253,10 +311,12 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
                 fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, sparse, ITEM_NS(i), 0, n_masks,
                                      logits + i * n_masks * LL);
             }
-            fs_train_dec_backward(t, ops, dlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D);
+            fs_train_dec_backward(t, ops, dlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D,
+                                  full && prompted ? dsparse : NULL);
+            if (full && prompted) prompt_backward(t, &b->prompts[i], dsparse);
         }
-        /* without adapters nothing below the neck is trainable */
-        if (t->lora.table.n || m->tap) fs_train_enc_backward(t, ops, b->n_images);
+        /* without adapters or a full encoder nothing below the neck is trainable */
+        if (t->lora.table.n || full || m->tap) fs_train_enc_backward(t, ops, b->n_images);
     }
 #undef ITEM_IMAGE
 #undef ITEM_NS

@@ -43,8 +43,20 @@ typedef enum {
     FS_TRAIN_DECODER_FROZEN, /* the decoder's weights frozen (gradients still flow through it) */
 } fs_train_decoder_mode;
 
+/* What trains in the encoders. */
+typedef enum {
+    FS_TRAIN_ENCODER_LORA,   /* LoRA adapters on the image encoder, base weights frozen (default) */
+    FS_TRAIN_ENCODER_FULL,   /* every image-encoder parameter (patch embedding, pos_embed, rel-pos
+                                tables, norms, qkv/proj/MLP weights and biases, neck) and the prompt
+                                encoder's embeddings (point, not-a-point, no-mask); no adapters. The
+                                Gaussian matrix of the positional encoding is a buffer, as in torch,
+                                and the mask downscaling gets no gradient (no mask prompts) */
+    FS_TRAIN_ENCODER_FROZEN, /* nothing: no adapters, no encoder backward pass */
+} fs_train_encoder_mode;
+
 typedef struct {
-    fs_lora_config lora;          /* rank 4, scale 1, q and v */
+    fs_train_encoder_mode encoder; /* lora */
+    fs_lora_config lora;          /* rank 4, scale 1, q and v (targets 0 unless encoder is lora) */
     fs_train_decoder_mode decoder; /* full */
     size_t batch;                 /* most images per step: activations are sized for it (1) */
     int recompute;                /* 1: keep only block inputs, recompute in backward (0) */
@@ -70,7 +82,8 @@ typedef struct {
 
 typedef struct fs_train fs_train;
 
-/* Trainable parameter counts for a configuration, without a model. */
+/* Trainable parameter counts for a configuration, without a model (the
+ * decoder count; the encoders' in full mode are in fs_train_param_count). */
 void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder);
 
 /* 1 when ops has every backward kernel training needs. */
@@ -118,7 +131,8 @@ void fs_train_step(fs_train *t, double lr);
 /* zero_grad + forward_backward + step. */
 int fs_train_step_batch(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, double lr, fs_loss_value *loss);
 
-/* Trainable tensors (LoRA first, then the decoder in state_dict order). */
+/* Trainable tensors (LoRA first, then base tensors in state_dict order:
+ * image encoder, prompt encoder, mask decoder). */
 size_t fs_train_tensor_count(const fs_train *t);
 fs_train_tensor *fs_train_tensor_at(fs_train *t, size_t i);
 fs_train_tensor *fs_train_find(fs_train *t, const char *name);
@@ -126,6 +140,8 @@ size_t fs_train_param_count(const fs_train *t);
 /* AdamW steps taken (restore it with the moments on resume). */
 size_t fs_train_steps(const fs_train *t);
 void fs_train_set_steps(fs_train *t, size_t steps);
+/* The configuration the state was created with. */
+const fs_train_config *fs_train_get_config(const fs_train *t);
 /* The adapters (to save them, or to merge them for inference). */
 fs_lora *fs_train_lora(fs_train *t);
 /* The global gradient norm of the last fs_train_step (before clipping). */

@@ -30,6 +30,7 @@ typedef struct {
 
 typedef struct {
     size_t cap; /* images the arena is sized for */
+    const float *pre; /* the forward's input images (the caller's, kept until backward) */
     float *xs[FS_SAM_MAX_DEPTH + 1]; /* block inputs; xs[depth] = the neck's input */
     fs_train_block_saved saved[FS_SAM_MAX_DEPTH];
     float *n1, *n2, *n3, *embed, *dembed; /* neck: [B*g*g, D] */
@@ -71,9 +72,9 @@ struct fs_train {
     fs_train_config cfg;
     fs_lora lora;
     fs_lora_block lgrad[FS_SAM_MAX_DEPTH]; /* LoRA gradients (into grads) */
-    fs_sam_params G;                       /* decoder gradients (into grads); NULL where frozen */
+    fs_sam_params G;                       /* base-weight gradients (into grads); NULL where frozen */
     fs_train_tensor *t;
-    size_t nt, nparams, n_lora, n_dec;
+    size_t nt, nparams, n_lora, n_dec, n_enc; /* n_enc: image and prompt encoder */
     float *grads, *moments; /* one allocation per role */
     float *acts;
     fs_train_enc E;
@@ -94,7 +95,9 @@ int fs_train_dec_reserve(fs_train *t, size_t T);
  * first .. first+n-1; the tape keeps what backward needs. */
 void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed, const float *sparse, size_t Ns,
                           size_t first, size_t n, float *low);
-/* dlow[n, 16 HW] -> decoder gradients (added), dembed[HW, D] += d embed. */
-void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed);
+/* dlow[n, 16 HW] -> decoder gradients (added), dembed[HW, D] += d embed,
+ * dsparse[Ns, D] = d sparse tokens (may be NULL); no_mask_embed's gradient
+ * is added where t->G binds one. */
+void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed, float *dsparse);
 
 #endif

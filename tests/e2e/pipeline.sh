@@ -30,7 +30,7 @@ for f in glob.glob(os.path.join(sys.argv[1], "*.h5")):
         p["label"] = t["label"][()]
         p["classes"] = t["classes"][()]
 PY
-out=$(mk score FRACTION=0.1 SAMPLER_STRATEGY=uniform SEED=5 PRED="$d/pred")
+out=$(mk score FRACTION=0.1 SAMPLER_STRATEGY=uniform SEED=5 PRED="$d/pred" SAM=)
 ran_again=$(ran <<<"$out")
 if [ -f "$d/run/scores/scores.json" ] && /usr/bin/python3 -c "
 import json,sys; s=json.load(open('$d/run/scores/scores.json'))

@@ -2,7 +2,9 @@
  * AdamW against a hand-computed step, clipping and SAMed's schedule, LoRA
  * targets and names, LoRA with zero B giving exactly the base model's
  * forward, merged adapters, the decoder frozen, and the trainable parameter
- * counts of ViT-B. The full backward pass is checked against the official
+ * counts of ViT-B, full training (every base weight and the prompt
+ * embeddings against finite differences), random initialisation and
+ * export. The full backward pass is checked against the official
  * gradients by tests/e2e/golden_train.sh. */
 #include "test.h"
 
@@ -11,6 +13,7 @@
 #include "core/rng.h"
 #include "nn/nn.h"
 #include "sam/adamw.h"
+#include "sam/init.h"
 #include "sam/lora.h"
 #include "sam/loss.h"
 #include "sam/sam.h"
@@ -430,6 +433,141 @@ static void bad_batches(void) {
     CHECK(rc3 == FS_ERR || fs_train_backend_ok(&fs_nn_cpu));
 }
 
+/* Full training: every encoder weight kind (patch embedding, pos_embed,
+ * norms, rel-pos tables of a windowed and a global block, qkv/proj/MLP
+ * weights and biases, the neck) and the prompt embeddings (positive and
+ * negative point, box corners, not-a-point, no-mask) against central
+ * differences, on prompted sets with points, a padding point and boxes. */
+static void full_fd(void) {
+    fs_sam *m = load_tiny();
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    tc.batch = 2;
+    tc.encoder = FS_TRAIN_ENCODER_FULL;
+    fs_train *t;
+    CHECK(fs_train_create(&t, m, &tc) == FS_ERR && strstr(fs_error_msg(), "LoRA")); /* adapters need lora */
+    tc.lora.targets = 0;
+    CHECKF(fs_train_create(&t, m, &tc) == FS_OK, "%s", fs_error_msg());
+    /* the Gaussian matrix is a buffer; the mask downscaling and IoU head never see a loss */
+    CHECK(!fs_train_find(t, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"));
+    fs_train_tensor *md = fs_train_find(t, "prompt_encoder.mask_downscaling.0.weight");
+    CHECK(md && !md->in_graph);
+    CHECK(fs_train_find(t, "image_encoder.pos_embed") && fs_train_find(t, "mask_decoder.iou_token.weight"));
+    size_t want = 0;
+    for (size_t i = 0; i < m->p.table.n; i++)
+        if (!strstr(m->p.table.v[i].name, "positional_encoding_gaussian_matrix")) want += m->p.table.v[i].numel;
+    CHECK(fs_train_param_count(t) == want);
+
+    fs_rng r;
+    fs_rng_init(&r, 5, 5);
+    static float tgt[3 * 32 * 32];
+    for (size_t i = 0; i < 3 * 32 * 32; i++) {
+        size_t k = i / 1024, y = i / 32 % 32, x = i % 32;
+        tgt[i] = (x / 8 + y / 8 + k) % 3 == 0;
+    }
+    float pts0[4] = {10, 12, 40, 30}, pts1[2] = {30, 33}, box1[4] = {5, 6, 50, 44}, box2[4] = {20, 3, 60, 28};
+    int lab0[2] = {1, 0}, lab1[1] = {1};
+    fs_sam_prompt pr[3] = {{pts0, lab0, 2, NULL}, {pts1, lab1, 1, box1}, {NULL, NULL, 0, box2}};
+    size_t item_image[3] = {0, 1, 0};
+    fs_train_batch b;
+    make_batch(&tb, &b);
+    b.labels = NULL;
+    b.logits_out = NULL;
+    b.prompts = pr;
+    b.item_image = item_image;
+    b.n_items = 3;
+    b.targets = tgt;
+    fs_loss_value v;
+    fs_train_zero_grad(t);
+    int rc = fs_train_forward_backward(t, &fs_nn_ref, &b, &v);
+    static const char *const names[] = {
+        "image_encoder.patch_embed.proj.weight", "image_encoder.patch_embed.proj.bias", "image_encoder.pos_embed",
+        "image_encoder.blocks.0.norm1.weight", "image_encoder.blocks.0.norm1.bias",
+        "image_encoder.blocks.0.attn.rel_pos_h", "image_encoder.blocks.0.attn.qkv.weight",
+        "image_encoder.blocks.1.attn.rel_pos_w", "image_encoder.blocks.1.attn.qkv.bias",
+        "image_encoder.blocks.2.attn.proj.weight", "image_encoder.blocks.2.attn.proj.bias",
+        "image_encoder.blocks.2.norm2.weight", "image_encoder.blocks.3.mlp.lin1.bias",
+        "image_encoder.blocks.3.mlp.lin2.weight", "image_encoder.neck.0.weight", "image_encoder.neck.1.bias",
+        "image_encoder.neck.2.weight", "image_encoder.neck.3.weight", "prompt_encoder.point_embeddings.0.weight",
+        "prompt_encoder.point_embeddings.1.weight", "prompt_encoder.point_embeddings.2.weight",
+        "prompt_encoder.point_embeddings.3.weight", "prompt_encoder.not_a_point_embed.weight",
+        "prompt_encoder.no_mask_embed.weight", "mask_decoder.mask_tokens.weight"};
+    size_t nn = sizeof names / sizeof *names, checked = 0;
+    double worst = 0;
+    char worst_name[160] = "";
+    for (size_t i = 0; rc == FS_OK && i < nn; i++) {
+        fs_train_tensor *x = fs_train_find(t, names[i]);
+        if (!x) {
+            snprintf(worst_name, sizeof worst_name, "%s is not trainable", names[i]);
+            worst = 1e9;
+            break;
+        }
+        size_t best = 0;
+        for (size_t k = 1; k < x->numel; k++)
+            if (fabsf(x->grad[k]) > fabsf(x->grad[best])) best = k;
+        float p0 = x->param[best], h = 1e-2f * fmaxf(1.0f, fabsf(p0));
+        fs_loss_value lp, lm;
+        x->param[best] = p0 + h;
+        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
+        x->param[best] = p0 - h;
+        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
+        x->param[best] = p0;
+        double fd = (lp.total - lm.total) / (2.0 * (double)h), g = x->grad[best];
+        double rel = fabs(fd - g) / fmax(fabs(g), 1e-4);
+        if (rel > worst) {
+            worst = rel;
+            snprintf(worst_name, sizeof worst_name, "%s[%zu]: fd %g grad %g", x->name, best, fd, g);
+        }
+        checked += g != 0;
+    }
+    fs_train_free(t);
+    fs_sam_free(m);
+    CHECK(rc == FS_OK);
+    CHECKF(checked == nn, "%zu of %zu gradients non-zero (%s)", checked, nn, worst_name);
+    CHECKF(worst <= 3e-2, "relative error %g at %s", worst, worst_name);
+}
+
+/* A model from keys, initialised at random, exported, and read back by
+ * fs_sam_load: the same configuration and bit-identical tensors. */
+static void random_init_export(void) {
+    const char *k[] = {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "window_size", "global_attn",
+                       "out_chans", "dec_mlp_dim", "dec_heads", "iou_hidden", "mask_in_chans"};
+    const char *v[] = {"32", "8", "16", "2", "2", "2", "1", "16", "32", "2", "16", "4"};
+    fs_sam_config c, bad;
+    CHECKF(fs_sam_config_from_keys(&c, k, v, 12) == FS_OK, "%s", fs_error_msg());
+    CHECK(c.img_size == 32 && c.depth == 2 && !c.global_attn[0] && c.global_attn[1] && c.dec_depth == 2);
+    CHECK(fs_sam_config_from_keys(&bad, k, v, 6) == FS_ERR && strstr(fs_error_msg(), "global_attn"));
+    const char *kx[] = {"embed_dims"}, *vx[] = {"4"};
+    CHECK(fs_sam_config_from_keys(&bad, kx, vx, 1) == FS_ERR && strstr(fs_error_msg(), "embed_dims"));
+    fs_sam *a, *b2, *a2;
+    CHECKF(fs_sam_create_random(&a, &c, 7) == FS_OK, "%s", fs_error_msg());
+    CHECK(fs_sam_create_random(&a2, &c, 8) == FS_OK);
+    /* the official-like starting values */
+    CHECK(a->p.norm_final_w[0] == 1.0f && a->p.blocks[0].qkv.b[3] == 0.0f && a->p.blocks[1].rel_pos_h[0] == 0.0f);
+    double ss = 0, mx = 0;
+    size_t n = 16 * 3 * 8 * 8;
+    for (size_t i = 0; i < n; i++) {
+        ss += (double)a->p.patch.w[i] * a->p.patch.w[i];
+        mx = fmax(mx, fabs(a->p.patch.w[i]));
+    }
+    CHECKF(fabs(sqrt(ss / n) - 0.0176) < 0.002 && mx <= 0.04, "patch weights: rms %g, max %g", sqrt(ss / n), mx);
+    CHECK(fabsf(a->p.pe_gaussian[0]) > 0 && a->p.patch.w[0] != a2->p.patch.w[0]);
+    char path[512];
+    snprintf(path, sizeof path, "%s/random.safetensors", test_tmp_dir("train_export"));
+    const char *mk[] = {"recipe"}, *mv[] = {"unit test"};
+    CHECKF(fs_sam_export(path, a, mk, mv, 1) == FS_OK, "%s", fs_error_msg());
+    CHECK(fs_sam_export(path, a, k, v, 1) == FS_ERR && strstr(fs_error_msg(), "img_size"));
+    CHECKF(fs_sam_load(&b2, path, 0) == FS_OK, "%s", fs_error_msg());
+    CHECK(b2->cfg.img_size == 32 && b2->cfg.embed_dim == 16 && b2->cfg.dec_heads == 2 && b2->cfg.global_attn[1] &&
+          !b2->cfg.global_attn[0] && b2->cfg.window_size == 2 && b2->cfg.mask_in_chans == 4);
+    CHECK(b2->p.table.total == a->p.table.total &&
+          !memcmp(b2->p.arena, a->p.arena, a->p.table.total * sizeof(float)));
+    fs_sam_free(a);
+    fs_sam_free(a2);
+    fs_sam_free(b2);
+}
+
 int main(void) {
     RUN(loss_prompted_values);
     RUN(loss_prompted_grad);
@@ -444,5 +582,7 @@ int main(void) {
     RUN(decoder_frozen);
     RUN(lora_all_fd);
     RUN(bad_batches);
+    RUN(full_fd);
+    RUN(random_init_export);
     TEST_EXIT();
 }
