@@ -154,7 +154,7 @@ $(RUN)/zeroshot/index.json: $(DATA_OUT)/index.json $(RUN)/.settings/predictor $(
 
 $(ZS_SCORES): $(DATA_OUT)/index.json $(SCORER) $(RUN)/zeroshot/index.json
 	@mkdir -p $(LOGS)
-	$(SCORER) --truth $(DATA_OUT)/test --pred $(RUN)/zeroshot --out $(RUN)/scores-zeroshot 2>&1 \
+	$(SCORER) --truth $(DATA_OUT)/test --pred $(RUN)/zeroshot --out $(RUN)/scores-zeroshot 2>&1 >/dev/null \
 	  | tee $(LOGS)/scorer-zeroshot.log
 
 # The fine-tuned model: the base weights with the trainer's checkpoint.
@@ -186,7 +186,7 @@ COMPARE := $(if $(SAM),$(ZS_SCORES))
 $(SCORES): $(DATA_OUT)/index.json $(SCORER) $(if $(filter $(RUN)/predictions,$(PRED)),$(PRED)/index.json,$(wildcard $(PRED)/*)) $(COMPARE)
 	@mkdir -p $(LOGS)
 	$(SCORER) --truth $(DATA_OUT)/test --pred $(PRED) --out $(RUN)/scores $(if $(COMPARE),--compare zero-shot=$(COMPARE)) \
-	  2>&1 | tee $(LOGS)/scorer.log
+	  2>&1 >/dev/null | tee $(LOGS)/scorer.log
 
 settings:
 	@echo "DATA=$(DATA) RUN=$(RUN)"; for f in $(RUN)/.settings/*; do echo "$$(basename $$f): $$(cat $$f)"; done
