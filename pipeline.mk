@@ -53,6 +53,15 @@ SAM_CONFIG ?=
 PROMPT ?= point
 BOX_JITTER ?= 0
 MULTIMASK ?= 0
+# DEVICE: where the model runs. cpu (the OpenBLAS/OpenMP kernels, or BACKEND=ref
+# for the plain reference kernels). cuda: the CUDA kernels exist
+# (common/nn/cuda, make test-gpu) but the model does not run on them yet.
+DEVICE ?= cpu
+ifeq ($(DEVICE),cuda)
+$(error DEVICE=cuda: the CUDA kernels are built and tested (make test-gpu), but the trainer and predictor do not run on them yet; use DEVICE=cpu)
+else ifneq ($(DEVICE),cpu)
+$(error DEVICE=$(DEVICE): expected cpu or cuda)
+endif
 BACKEND ?= cpu
 PRED ?= $(RUN)/predictions
 # Fine-tuning (trainer): TRAIN=off or ITERS=0 keeps the zero-shot row only.
