@@ -112,12 +112,14 @@ int fs_sam_ckpt_save(const char *path, fs_train *t, const fs_sam *m, uint64_t fp
         fs_sam_ckpt_meta_set(meta, "step", "%zu", fs_train_steps(t)) ||
         fs_sam_ckpt_meta_set(meta, "img_size", "%zu", m->cfg.img_size) ||
         fs_sam_ckpt_meta_set(meta, "model", "%s", fs_sam_config_name(&m->cfg)) ||
-        fs_sam_ckpt_meta_set(meta, "lora_rank", "%zu", l->cfg.targets ? l->cfg.rank : 0) ||
+        fs_sam_ckpt_meta_set(meta, "lora_rank", "%zu", l->cfg.targets || l->cfg.decoder ? l->cfg.rank : 0) ||
         fs_sam_ckpt_meta_set(meta, "lora_scale", "%.9g", (double)l->cfg.scale) ||
         fs_sam_ckpt_meta_set(meta, "lora_targets", "%s",
                              fs_sam_ckpt_targets_str(l->cfg.targets, targets, sizeof targets)) ||
         fs_sam_ckpt_meta_set(meta, "decoder", "%s",
-                             fs_train_find(t, "mask_decoder.iou_token.weight") ? "full" : "frozen") ||
+                             fs_train_get_config(t)->decoder == FS_TRAIN_DECODER_FULL   ? "full"
+                             : fs_train_get_config(t)->decoder == FS_TRAIN_DECODER_LORA ? "lora"
+                                                                                        : "frozen") ||
         fs_sam_ckpt_meta_set(meta, "encoder", "%s",
                              fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FULL     ? "full"
                              : fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FROZEN ? "frozen"
@@ -203,7 +205,10 @@ static int read_info(fs_ckpt *ck, const char *path, fs_sam_ckpt_info *info) {
     if (fs_lora_parse_targets(v[7], &info->lora.targets)) return fs_error_wrap("'%s'", path);
     if (!strcmp(v[8], "full")) info->decoder = FS_TRAIN_DECODER_FULL;
     else if (!strcmp(v[8], "frozen")) info->decoder = FS_TRAIN_DECODER_FROZEN;
-    else return fs_error("'%s': checkpoint metadata 'decoder' is '%s' (full or frozen)", path, v[8]);
+    else if (!strcmp(v[8], "lora")) info->decoder = FS_TRAIN_DECODER_LORA;
+    else return fs_error("'%s': checkpoint metadata 'decoder' is '%s' (full, lora or frozen)", path, v[8]);
+    /* the decoder's adapters share the encoder's rank and scale */
+    info->lora.decoder = info->decoder == FS_TRAIN_DECODER_LORA;
     errno = 0;
     info->base_fingerprint = strtoull(v[9], &end, 16);
     if (*end || !*v[9] || errno)

@@ -108,6 +108,10 @@ void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
     X->dhyper = fs_bump_take(b, d.nm * d.D8);
     X->dh1 = fs_bump_take(b, D);
     X->dh2 = fs_bump_take(b, D);
+    size_t r = t->lora.n_dec_attn ? t->lora.cfg.rank : 0;
+    X->lu = fs_bump_take(b, d.big / D * r);
+    X->ldu = fs_bump_take(b, d.big / D * r);
+    X->lt = fs_bump_take(b, r ? d.big : 0);
 }
 
 static void add2(float *out, const float *a, const float *b, size_t n) {
@@ -116,25 +120,63 @@ static void add2(float *out, const float *a, const float *b, size_t n) {
 
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
 
-/* The decoder's Attention on the tape's inputs: out[Nq, D]. */
-static void attn_fwd(const fs_nn_ops *ops, const dec_dims *d, const fs_sam_attn_params *P, fs_train_attn_tape *a,
-                     float *out) {
+/* Adapter a of the decoder (fs_lora.dec order), NULL without decoder
+ * adapters; *g gets its gradients. */
+static const fs_lora_attn *dec_adapter(fs_train *t, size_t a, const fs_lora_attn **g) {
+    if (a >= t->lora.n_dec_attn) return *g = NULL;
+    *g = &t->dlgrad[a];
+    return &t->lora.dec[a];
+}
+
+/* out[M, N] += scale * (in[M, K] A[r, K]^T) B[N, r]^T (X->lu, X->lt scratch). */
+static void lora_fwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, const float *B, size_t r, float scale,
+                     const float *in, size_t M, size_t K, size_t N, float *out) {
+    ops->linear_forward(X->lu, in, A, NULL, M, K, r);
+    ops->linear_forward(X->lt, X->lu, B, NULL, M, r, N);
+    for (size_t i = 0; i < M * N; i++) out[i] += scale * X->lt[i];
+}
+
+/* The adjoint of lora_fwd: dA[r, K], dB[N, r] and din[M, K] accumulate
+ * from dout[M, N] (which must not be X->lt). */
+static void lora_bwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, const float *B, float *dA, float *dB,
+                     size_t r, float scale, const float *in, size_t M, size_t K, size_t N, const float *dout,
+                     float *din) {
+    for (size_t i = 0; i < M * N; i++) X->lt[i] = scale * dout[i];
+    ops->linear_forward(X->lu, in, A, NULL, M, K, r);
+    zero(X->ldu, M * r);
+    ops->linear_backward(X->ldu, dB, NULL, X->lt, X->lu, B, M, r, N);
+    ops->linear_backward(din, dA, NULL, X->ldu, in, A, M, K, r);
+}
+
+/* The decoder's Attention on the tape's inputs: out[Nq, D]; la: its
+ * adapters (NULL: none) at rank r, scale s. */
+static void attn_fwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, const fs_sam_attn_params *P,
+                     const fs_lora_attn *la, size_t r, float s, fs_train_attn_tape *a, float *out) {
     size_t hd = a->I / d->heads;
     ops->linear_forward(a->Q, a->qin, P->q.w, P->q.b, a->Nq, d->D, a->I);
     ops->linear_forward(a->K, a->kin, P->k.w, P->k.b, a->Nk, d->D, a->I);
     ops->linear_forward(a->V, a->vin, P->v.w, P->v.b, a->Nk, d->D, a->I);
+    if (la) {
+        lora_fwd(ops, X, la->A[FS_LORA_DEC_Q], la->B[FS_LORA_DEC_Q], r, s, a->qin, a->Nq, d->D, a->I, a->Q);
+        lora_fwd(ops, X, la->A[FS_LORA_DEC_K], la->B[FS_LORA_DEC_K], r, s, a->kin, a->Nk, d->D, a->I, a->K);
+        lora_fwd(ops, X, la->A[FS_LORA_DEC_V], la->B[FS_LORA_DEC_V], r, s, a->vin, a->Nk, d->D, a->I, a->V);
+    }
     ops->attention_forward(a->O, a->Q, a->K, a->V, 1, a->Nq, a->Nk, d->heads, hd, 1.0f / sqrtf((float)hd));
     ops->linear_forward(out, a->O, P->out.w, P->out.b, a->Nq, a->I, d->D);
+    if (la) lora_fwd(ops, X, la->A[FS_LORA_DEC_OUT], la->B[FS_LORA_DEC_OUT], r, s, a->O, a->Nq, a->I, d->D, out);
 }
 
 /* dout[Nq, D] -> dqin, dkin, dvin accumulate (they may alias); weight
- * gradients into G (NULL fields: frozen). */
+ * gradients into G (NULL fields: frozen), adapter gradients into lg. */
 static void attn_bwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, const fs_sam_attn_params *P,
-                     const fs_sam_attn_params *G, const fs_train_attn_tape *a, const float *dout, float *dqin,
-                     float *dkin, float *dvin) {
+                     const fs_sam_attn_params *G, const fs_lora_attn *la, const fs_lora_attn *lg, size_t r, float s,
+                     const fs_train_attn_tape *a, const float *dout, float *dqin, float *dkin, float *dvin) {
     size_t hd = a->I / d->heads;
     zero(X->dO, a->Nq * a->I);
     ops->linear_backward(X->dO, G->out.w, G->out.b, dout, a->O, P->out.w, a->Nq, a->I, d->D);
+    if (la)
+        lora_bwd(ops, X, la->A[FS_LORA_DEC_OUT], la->B[FS_LORA_DEC_OUT], lg->A[FS_LORA_DEC_OUT],
+                 lg->B[FS_LORA_DEC_OUT], r, s, a->O, a->Nq, a->I, d->D, dout, X->dO);
     zero(X->dQ, a->Nq * a->I);
     zero(X->dK, a->Nk * a->I);
     zero(X->dV, a->Nk * a->I);
@@ -143,6 +185,14 @@ static void attn_bwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, c
     ops->linear_backward(dqin, G->q.w, G->q.b, X->dQ, a->qin, P->q.w, a->Nq, d->D, a->I);
     ops->linear_backward(dkin, G->k.w, G->k.b, X->dK, a->kin, P->k.w, a->Nk, d->D, a->I);
     ops->linear_backward(dvin, G->v.w, G->v.b, X->dV, a->vin, P->v.w, a->Nk, d->D, a->I);
+    if (la) {
+        lora_bwd(ops, X, la->A[FS_LORA_DEC_Q], la->B[FS_LORA_DEC_Q], lg->A[FS_LORA_DEC_Q], lg->B[FS_LORA_DEC_Q], r, s,
+                 a->qin, a->Nq, d->D, a->I, X->dQ, dqin);
+        lora_bwd(ops, X, la->A[FS_LORA_DEC_K], la->B[FS_LORA_DEC_K], lg->A[FS_LORA_DEC_K], lg->B[FS_LORA_DEC_K], r, s,
+                 a->kin, a->Nk, d->D, a->I, X->dK, dkin);
+        lora_bwd(ops, X, la->A[FS_LORA_DEC_V], la->B[FS_LORA_DEC_V], lg->A[FS_LORA_DEC_V], lg->B[FS_LORA_DEC_V], r, s,
+                 a->vin, a->Nk, d->D, a->I, X->dV, dvin);
+    }
 }
 
 void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed, const float *sparse, size_t Ns,
@@ -154,6 +204,9 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     dec_dims d = ddims(t, T);
     size_t D = d.D, HW = d.HW;
     const float *pos = t->m->image_pe;
+    size_t lr = t->lora.cfg.rank;
+    float ls = t->lora.cfg.scale;
+    const fs_lora_attn *la, *lg;
     X->T = T;
     X->first = first;
     X->n = n;
@@ -179,12 +232,14 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
         L->i2t.I = d.I;
         if (l == 0) { /* skip_first_layer_pe: no residual */
             L->sa.qin = L->sa.kin = L->sa.vin = q;
-            attn_fwd(ops, &d, &P->self_attn, &L->sa, L->r1);
+            la = dec_adapter(t, 3 * l, &lg);
+            attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
         } else {
             add2(L->sa_in, q, X->qpe, T * D);
             L->sa.qin = L->sa.kin = L->sa_in;
             L->sa.vin = q;
-            attn_fwd(ops, &d, &P->self_attn, &L->sa, L->r1);
+            la = dec_adapter(t, 3 * l, &lg);
+            attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
             add2(L->r1, q, L->r1, T * D);
         }
         ops->layernorm_forward(L->q1, L->r1, P->norm1_w, P->norm1_b, T, D, FS_SAM_EPS_DEC);
@@ -194,7 +249,8 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
         L->t2i.qin = L->t2i_q;
         L->t2i.kin = L->kpe;
         L->t2i.vin = k;
-        attn_fwd(ops, &d, &P->cross_t2i, &L->t2i, L->r2);
+        la = dec_adapter(t, 3 * l + 1, &lg);
+        attn_fwd(ops, &d, X, &P->cross_t2i, la, lr, ls, &L->t2i, L->r2);
         add2(L->r2, L->q1, L->r2, T * D);
         ops->layernorm_forward(L->q2, L->r2, P->norm2_w, P->norm2_b, T, D, FS_SAM_EPS_DEC);
 
@@ -208,7 +264,8 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
         L->i2t.qin = L->kpe;
         L->i2t.kin = L->i2t_k;
         L->i2t.vin = X->q[l + 1];
-        attn_fwd(ops, &d, &P->cross_i2t, &L->i2t, L->r4);
+        la = dec_adapter(t, 3 * l + 2, &lg);
+        attn_fwd(ops, &d, X, &P->cross_i2t, la, lr, ls, &L->i2t, L->r4);
         add2(L->r4, k, L->r4, HW * D);
         ops->layernorm_forward(X->k[l + 1], L->r4, P->norm4_w, P->norm4_b, HW, D, FS_SAM_EPS_DEC);
     }
@@ -221,7 +278,8 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     X->fin.qin = X->f_q;
     X->fin.kin = X->f_kpe;
     X->fin.vin = X->k[nd];
-    attn_fwd(ops, &d, &p->final_attn, &X->fin, X->r5);
+    la = dec_adapter(t, 3 * nd, &lg);
+    attn_fwd(ops, &d, X, &p->final_attn, la, lr, ls, &X->fin, X->r5);
     add2(X->r5, X->q[nd], X->r5, T * D);
     ops->layernorm_forward(X->hs, X->r5, p->norm_final_w, p->norm_final_b, T, D, FS_SAM_EPS_DEC);
 
@@ -252,6 +310,9 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
     size_t T = X->T, nd = c->dec_depth, g = fs_sam_grid(c);
     dec_dims d = ddims(t, T);
     size_t D = d.D, HW = d.HW;
+    size_t lr = t->lora.cfg.rank;
+    float ls = t->lora.cfg.scale;
+    const fs_lora_attn *la, *lg;
 
     /* masks = hyper[first..] @ up^T */
     zero(X->dhyper, d.nm * d.D8);
@@ -297,7 +358,8 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
     zero(X->dqpe, T * D);
     zero(X->dt, T * D);
     zero(X->dkpe, HW * D);
-    attn_bwd(ops, &d, X, &p->final_attn, &G->final_attn, &X->fin, X->dr, X->dt, X->dkpe, X->dk);
+    la = dec_adapter(t, 3 * nd, &lg);
+    attn_bwd(ops, &d, X, &p->final_attn, &G->final_attn, la, lg, lr, ls, &X->fin, X->dr, X->dt, X->dkpe, X->dk);
     add2(X->dq, X->dq, X->dt, T * D);
     add2(X->dqpe, X->dqpe, X->dt, T * D);
     add2(X->dk, X->dk, X->dkpe, HW * D);
@@ -312,7 +374,8 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
         memcpy(X->dk, X->dr, HW * D * sizeof *X->dk);
         zero(X->dkpe, HW * D);
         zero(X->dt, T * D);
-        attn_bwd(ops, &d, X, &P->cross_i2t, &GL->cross_i2t, &L->i2t, X->dr, X->dkpe, X->dt, X->dq);
+        la = dec_adapter(t, 3 * l + 2, &lg);
+        attn_bwd(ops, &d, X, &P->cross_i2t, &GL->cross_i2t, la, lg, lr, ls, &L->i2t, X->dr, X->dkpe, X->dt, X->dq);
         add2(X->dq, X->dq, X->dt, T * D);
         add2(X->dqpe, X->dqpe, X->dt, T * D);
         /* MLP: q3 = LN3(q2 + lin2(relu(lin1(q2)))) */
@@ -329,20 +392,22 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
         ops->layernorm_backward(X->dr, GL->norm2_w, GL->norm2_b, X->dq, L->r2, P->norm2_w, T, D, FS_SAM_EPS_DEC);
         memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
         zero(X->dt, T * D);
-        attn_bwd(ops, &d, X, &P->cross_t2i, &GL->cross_t2i, &L->t2i, X->dr, X->dt, X->dkpe, X->dk);
+        la = dec_adapter(t, 3 * l + 1, &lg);
+        attn_bwd(ops, &d, X, &P->cross_t2i, &GL->cross_t2i, la, lg, lr, ls, &L->t2i, X->dr, X->dt, X->dkpe, X->dk);
         add2(X->dq, X->dq, X->dt, T * D);
         add2(X->dqpe, X->dqpe, X->dt, T * D);
         add2(X->dk, X->dk, X->dkpe, HW * D); /* kpe = k + pos, shared by both cross attentions */
         /* self-attention: q1 = LN1(attn(q, q, q)) (layer 0) or LN1(q + attn(q + qpe, q + qpe, q)) */
         zero(X->dr, T * D);
         ops->layernorm_backward(X->dr, GL->norm1_w, GL->norm1_b, X->dq, L->r1, P->norm1_w, T, D, FS_SAM_EPS_DEC);
+        la = dec_adapter(t, 3 * l, &lg);
         if (l == 0) {
             zero(X->dq, T * D);
-            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, &L->sa, X->dr, X->dq, X->dq, X->dq);
+            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, la, lg, lr, ls, &L->sa, X->dr, X->dq, X->dq, X->dq);
         } else {
             memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
             zero(X->dt, T * D);
-            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, &L->sa, X->dr, X->dt, X->dt, X->dq);
+            attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, la, lg, lr, ls, &L->sa, X->dr, X->dt, X->dt, X->dq);
             add2(X->dq, X->dq, X->dt, T * D);
             add2(X->dqpe, X->dqpe, X->dt, T * D);
         }

@@ -38,11 +38,20 @@ static int reached(const char *name) {
     return !strstr(name, "iou_prediction_head") && !strstr(name, "mask_downscaling");
 }
 
+static const char *decoder_mode_name(fs_train_decoder_mode m) {
+    return m == FS_TRAIN_DECODER_FULL ? "full" : m == FS_TRAIN_DECODER_LORA ? "lora" : "frozen";
+}
+
 void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder) {
     *lora = *decoder = 0;
     fs_sam_table t;
-    if (fs_lora_table_build(&t, c, &tc->lora) == FS_OK) {
-        *lora = t.total;
+    fs_lora_config lc = tc->lora;
+    lc.decoder = tc->decoder == FS_TRAIN_DECODER_LORA;
+    if (fs_lora_table_build(&t, c, &lc) == FS_OK) {
+        for (size_t i = 0; i < t.n; i++) {
+            if (is_decoder(t.v[i].name)) *decoder += t.v[i].numel;
+            else *lora += t.v[i].numel;
+        }
         fs_sam_table_free(&t);
     }
     if (tc->decoder == FS_TRAIN_DECODER_FULL && fs_sam_table_build(&t, c) == FS_OK) {
@@ -80,8 +89,9 @@ void fs_train_free(fs_train *t) {
 int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     *out = NULL;
     if (!tc->batch) return fs_error("training batch size must be at least 1");
-    if (tc->decoder != FS_TRAIN_DECODER_FULL && tc->decoder != FS_TRAIN_DECODER_FROZEN)
-        return fs_error("decoder mode %d is not supported (full or frozen)", (int)tc->decoder);
+    if (tc->decoder != FS_TRAIN_DECODER_FULL && tc->decoder != FS_TRAIN_DECODER_FROZEN &&
+        tc->decoder != FS_TRAIN_DECODER_LORA)
+        return fs_error("decoder mode %d is not supported (full, lora or frozen)", (int)tc->decoder);
     if (tc->encoder != FS_TRAIN_ENCODER_LORA && tc->encoder != FS_TRAIN_ENCODER_FULL &&
         tc->encoder != FS_TRAIN_ENCODER_FROZEN)
         return fs_error("encoder mode %d is not supported (lora, full or frozen)", (int)tc->encoder);
@@ -95,7 +105,9 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     if (!t) return fs_error("out of memory for the training state");
     t->m = m;
     t->cfg = *tc;
-    if (fs_lora_alloc(&t->lora, c, &tc->lora)) goto fail;
+    /* the decoder mode alone decides whether the decoder has adapters */
+    t->cfg.lora.decoder = tc->decoder == FS_TRAIN_DECODER_LORA;
+    if (fs_lora_alloc(&t->lora, c, &t->cfg.lora)) goto fail;
     fs_lora_init(&t->lora, tc->seed);
 
     /* trainable tensors: the adapters, then the base tensors the modes select */
@@ -115,7 +127,8 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         x->numel = e->numel;
         x->param = t->lora.arena + e->offset;
         x->in_graph = 1;
-        t->n_lora += e->numel;
+        if (is_decoder(e->name)) t->n_dec += e->numel;
+        else t->n_lora += e->numel;
     }
     for (size_t i = 0; i < pt->n; i++) {
         const fs_sam_tensor_info *e = &pt->v[i];
@@ -153,6 +166,11 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
                 t->lgrad[i].A[s] = t->grads + (t->lora.blocks[i].A[s] - t->lora.arena);
                 t->lgrad[i].B[s] = t->grads + (t->lora.blocks[i].B[s] - t->lora.arena);
             }
+    for (size_t a = 0; a < t->lora.n_dec_attn; a++)
+        for (int j = 0; j < FS_LORA_DEC_NPROJ; j++) {
+            t->dlgrad[a].A[j] = t->grads + (t->lora.dec[a].A[j] - t->lora.arena);
+            t->dlgrad[a].B[j] = t->grads + (t->lora.dec[a].B[j] - t->lora.arena);
+        }
     /* base gradients: the fs_sam_params field that binds a tensor in the
      * model binds its gradient in G */
     for (size_t i = t->lora.table.n; i < t->nt; i++) {
@@ -176,12 +194,11 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     if (tc->encoder == FS_TRAIN_ENCODER_FULL)
         fs_info("trainable parameters: %zu (image and prompt encoders %zu, in full; mask decoder %zu, %s); "
                 "activations %zu MiB",
-                t->nparams, t->n_enc, t->n_dec, tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen",
-                b.used * sizeof(float) >> 20);
+                t->nparams, t->n_enc, t->n_dec, decoder_mode_name(tc->decoder), b.used * sizeof(float) >> 20);
     else
         fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
-                t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec,
-                tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen", b.used * sizeof(float) >> 20);
+                t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec, decoder_mode_name(tc->decoder),
+                b.used * sizeof(float) >> 20);
     *out = t;
     return FS_OK;
 fail:
@@ -316,7 +333,7 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
             if (full && prompted) prompt_backward(t, &b->prompts[i], dsparse);
         }
         /* without adapters or a full encoder nothing below the neck is trainable */
-        if (t->lora.table.n || full || m->tap) fs_train_enc_backward(t, ops, b->n_images);
+        if (t->n_lora || full || m->tap) fs_train_enc_backward(t, ops, b->n_images);
     }
 #undef ITEM_IMAGE
 #undef ITEM_NS

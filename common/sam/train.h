@@ -1,5 +1,5 @@
-/* Training SAM: LoRA on the image encoder, the mask decoder trained in full
- * or frozen, BCE/CE + Dice losses, AdamW. The state owns one allocation per
+/* Training SAM: LoRA on the image encoder, the mask decoder trained in full,
+ * with LoRA or frozen, BCE/CE + Dice losses, AdamW. The state owns one allocation per
  * role (llm.c style): the LoRA adapters, the gradients of every trainable
  * tensor, the AdamW moments, the activations saved for the backward pass;
  * fs_train_tensor entries point into them.
@@ -41,6 +41,8 @@
 typedef enum {
     FS_TRAIN_DECODER_FULL,   /* every mask_decoder.* tensor trained (default) */
     FS_TRAIN_DECODER_FROZEN, /* the decoder's weights frozen (gradients still flow through it) */
+    FS_TRAIN_DECODER_LORA,   /* the decoder's weights frozen, LoRA adapters (the encoder's rank and
+                                scale) on its attention q/k/v/out projections trained */
 } fs_train_decoder_mode;
 
 /* What trains in the encoders. */
@@ -82,8 +84,9 @@ typedef struct {
 
 typedef struct fs_train fs_train;
 
-/* Trainable parameter counts for a configuration, without a model (the
- * decoder count; the encoders' in full mode are in fs_train_param_count). */
+/* Trainable parameter counts for a configuration, without a model: the
+ * encoder's adapters, and the decoder's weights (full) or adapters (lora);
+ * the encoders' in full mode are in fs_train_param_count. */
 void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder);
 
 /* 1 when ops has every backward kernel training needs. */
@@ -131,7 +134,7 @@ void fs_train_step(fs_train *t, double lr);
 /* zero_grad + forward_backward + step. */
 int fs_train_step_batch(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, double lr, fs_loss_value *loss);
 
-/* Trainable tensors (LoRA first, then base tensors in state_dict order:
+/* Trainable tensors (LoRA first, the encoder's then the decoder's, then base tensors in state_dict order:
  * image encoder, prompt encoder, mask decoder). */
 size_t fs_train_tensor_count(const fs_train *t);
 fs_train_tensor *fs_train_tensor_at(fs_train *t, size_t i);

@@ -65,6 +65,7 @@ typedef struct {
     /* backward scratch */
     float *dO, *dQ, *dK, *dV, *dq, *dqpe, *dt, *dk, *dkpe, *dr, *dmh, *dmhr;
     float *du0, *du1, *du1g, *du2, *dup, *dhs, *dhyper, *dh1, *dh2;
+    float *lu, *ldu, *lt; /* decoder adapters: [max(T, HW), r] twice, [max(T, HW), D] */
 } fs_train_dec;
 
 struct fs_train {
@@ -72,6 +73,7 @@ struct fs_train {
     fs_train_config cfg;
     fs_lora lora;
     fs_lora_block lgrad[FS_SAM_MAX_DEPTH]; /* LoRA gradients (into grads) */
+    fs_lora_attn dlgrad[FS_LORA_DEC_MAX_ATTN]; /* decoder adapters' gradients (into grads) */
     fs_sam_params G;                       /* base-weight gradients (into grads); NULL where frozen */
     fs_train_tensor *t;
     size_t nt, nparams, n_lora, n_dec, n_enc; /* n_enc: image and prompt encoder */

@@ -65,7 +65,9 @@ static const char usage[] =
     "  --lora-scale F       LoRA scale (1)\n"
     "  --lora-targets T     q,v (default), q,k,v, all (qkv, proj, mlp), none, or a\n"
     "                       comma list of q, k, v, proj, lin1, lin2\n"
-    "  --decoder MODE       full (train the mask decoder, default) or frozen\n"
+    "  --decoder MODE       full (train the mask decoder, default), lora (adapters of\n"
+    "                       --lora-rank/--lora-scale on its attention projections,\n"
+    "                       weights frozen) or frozen\n"
     "  --encoder MODE       lora (adapters on the image encoder, default), full (every\n"
     "                       image-encoder weight and the prompt embeddings; no\n"
     "                       adapters) or frozen\n"
@@ -180,6 +182,10 @@ static FILE *open_log(const char *path, size_t keep_through, int resume) {
 /* The step a resumed run starts from, after checking that the checkpoint
  * was written with the settings of this one (dies naming the first that
  * differs). */
+static const char *decoder_name(fs_train_decoder_mode d) {
+    return d == FS_TRAIN_DECODER_FULL ? "full" : d == FS_TRAIN_DECODER_LORA ? "lora" : "frozen";
+}
+
 static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam *m, const fs_train_config *tc,
                           uint64_t base_fp, const fs_nn_ops *ops, long iters) {
     if (!fs_is_file(ckpt_path)) {
@@ -216,7 +222,8 @@ static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam 
         what = "--lora-targets";
         snprintf(have, sizeof have, "%s", fs_sam_ckpt_targets_str(tc->lora.targets, t_have, sizeof t_have));
         snprintf(want, sizeof want, "%s", fs_sam_ckpt_targets_str(info.lora.targets, t_want, sizeof t_want));
-    } else if (tc->lora.targets && info.lora.rank != tc->lora.rank) {
+    } else if ((tc->lora.targets || (tc->decoder == FS_TRAIN_DECODER_LORA && info.decoder == tc->decoder)) &&
+               info.lora.rank != tc->lora.rank) {
         what = "--lora-rank";
         snprintf(have, sizeof have, "%zu", tc->lora.rank);
         snprintf(want, sizeof want, "%zu", info.lora.rank);
@@ -226,8 +233,8 @@ static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam 
         snprintf(want, sizeof want, "%.9g", (double)info.lora.scale);
     } else if (info.decoder != tc->decoder) {
         what = "--decoder";
-        snprintf(have, sizeof have, "%s", tc->decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen");
-        snprintf(want, sizeof want, "%s", info.decoder == FS_TRAIN_DECODER_FULL ? "full" : "frozen");
+        snprintf(have, sizeof have, "%s", decoder_name(tc->decoder));
+        snprintf(want, sizeof want, "%s", decoder_name(info.decoder));
     }
     for (int i = 0; !what && i < N_SETTINGS; i++) {
         const char *v = fs_sam_ckpt_meta_get(cm, S[i].key);
@@ -430,7 +437,8 @@ int main(int argc, char **argv) {
         case O_DECODER:
             if (!strcmp(optarg, "full")) tc.decoder = FS_TRAIN_DECODER_FULL;
             else if (!strcmp(optarg, "frozen")) tc.decoder = FS_TRAIN_DECODER_FROZEN;
-            else fs_cli_usage_error("--decoder: '%s' is not full or frozen", optarg);
+            else if (!strcmp(optarg, "lora")) tc.decoder = FS_TRAIN_DECODER_LORA;
+            else fs_cli_usage_error("--decoder: '%s' is not full, lora or frozen", optarg);
             break;
         case O_PROMPT:
             if (!strcmp(optarg, "point")) bc.prompt = FS_BATCH_POINT;

@@ -4,7 +4,8 @@
  * forward, merged adapters, the decoder frozen, and the trainable parameter
  * counts of ViT-B, full training (every base weight and the prompt
  * embeddings against finite differences), random initialisation and
- * export. The full backward pass is checked against the official
+ * export, and the decoder with LoRA (zero B exact, adapter gradients
+ * against finite differences, merging and the checkpoint). The full backward pass is checked against the official
  * gradients by tests/e2e/golden_train.sh. */
 #include "test.h"
 
@@ -13,6 +14,7 @@
 #include "core/rng.h"
 #include "nn/nn.h"
 #include "sam/adamw.h"
+#include "sam/ckpt.h"
 #include "sam/init.h"
 #include "sam/lora.h"
 #include "sam/loss.h"
@@ -162,7 +164,7 @@ static void lora_targets(void) {
     CHECK(strstr(fs_error_msg(), "'x'") != NULL);
     fs_sam_config c;
     CHECK(fs_sam_config_preset(&c, "vit_b") == FS_OK);
-    fs_lora_config lc = {4, 1.0f, FS_LORA_ALL};
+    fs_lora_config lc = {4, 1.0f, FS_LORA_ALL, 0};
     fs_sam_table tb;
     CHECK(fs_lora_table_build(&tb, &c, &lc) == FS_OK);
     CHECK(tb.n == 12 * 6 * 2);
@@ -568,6 +570,189 @@ static void random_init_export(void) {
     fs_sam_free(b2);
 }
 
+/* ---- the decoder with LoRA ---- */
+
+/* Random values in [-a, a] for every decoder adapter of t. */
+static void randomise_dec_adapters(fs_train *t, uint64_t seed, double a) {
+    fs_rng r;
+    fs_rng_init(&r, seed, seed);
+    for (size_t i = 0; i < fs_train_tensor_count(t); i++) {
+        fs_train_tensor *x = fs_train_tensor_at(t, i);
+        if (strncmp(x->name, "mask_decoder.", 13)) continue;
+        for (size_t k = 0; k < x->numel; k++) x->param[k] = (float)fs_rng_range(&r, -a, a);
+    }
+}
+
+/* B zero: the decoder-LoRA model's logits are the frozen decoder's, bit for
+ * bit; only adapters are trainable (the encoder's and the decoder's). */
+static void decoder_lora_zero_b(void) {
+    fs_sam *m = load_tiny();
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    tc.batch = 2;
+    tc.seed = 6;
+    tc.decoder = FS_TRAIN_DECODER_FROZEN;
+    fs_train *frozen, *lora;
+    CHECKF(fs_train_create(&frozen, m, &tc) == FS_OK, "%s", fs_error_msg());
+    tc.decoder = FS_TRAIN_DECODER_LORA;
+    CHECKF(fs_train_create(&lora, m, &tc) == FS_OK, "%s", fs_error_msg());
+    fs_train_batch b;
+    make_batch(&tb, &b);
+    fs_loss_value v1, v2;
+    int rc = fs_train_loss(frozen, &fs_nn_ref, &b, &v1);
+    memcpy(ref_logits, tb.logits, sizeof ref_logits);
+    rc |= fs_train_loss(lora, &fs_nn_ref, &b, &v2);
+    size_t diff = 0;
+    for (size_t i = 0; i < 2 * 4 * 1024; i++) diff += tb.logits[i] != ref_logits[i];
+    fs_train_tensor *a = fs_train_find(lora, "mask_decoder.transformer.layers.1.cross_attn_image_to_token.v_proj.lora_A");
+    fs_train_tensor *bb = fs_train_find(lora, "mask_decoder.transformer.final_attn_token_to_image.out_proj.lora_B");
+    int shapes = a && a->shape[0] == 4 && a->shape[1] == 32 && bb && bb->shape[0] == 32 && bb->shape[1] == 4;
+    int a_nonzero = a && a->param[0] != 0, b_zero = bb && bb->param[0] == 0 && bb->param[127] == 0;
+    int no_base = !fs_train_find(lora, "mask_decoder.iou_token.weight") &&
+                  !fs_train_find(lora, "mask_decoder.transformer.layers.0.self_attn.q_proj.weight");
+    /* 7 attention modules x 4 projections x (A, B) on top of the encoder's */
+    size_t nt = fs_train_tensor_count(lora) - fs_train_tensor_count(frozen);
+    size_t np = fs_train_param_count(lora) - fs_train_param_count(frozen), lc, dc;
+    fs_train_count_params(&m->cfg, &tc, &lc, &dc);
+    fs_train_free(frozen);
+    fs_train_free(lora);
+    fs_sam_free(m);
+    CHECK(rc == FS_OK && v1.total == v2.total);
+    CHECKF(diff == 0, "%zu logits differ", diff);
+    CHECK(shapes && a_nonzero && b_zero && no_base);
+    CHECKF(nt == 56 && np == 5888 && dc == 5888, "%zu tensors, %zu parameters, counted %zu", nt, np, dc);
+}
+
+/* The decoder adapters' gradients against central differences: A and B of
+ * layer 0's self-attention q_proj, the token-to-image k_proj and the final
+ * attention's out_proj. */
+static void decoder_lora_fd(void) {
+    fs_sam *m = load_tiny();
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    tc.batch = 2;
+    tc.encoder = FS_TRAIN_ENCODER_FROZEN;
+    tc.lora.targets = 0;
+    tc.decoder = FS_TRAIN_DECODER_LORA;
+    fs_train *t;
+    CHECKF(fs_train_create(&t, m, &tc) == FS_OK, "%s", fs_error_msg());
+    randomise_dec_adapters(t, 9, 0.3);
+    fs_train_batch b;
+    make_batch(&tb, &b);
+    b.logits_out = NULL;
+    fs_loss_value v;
+    fs_train_zero_grad(t);
+    int rc = fs_train_forward_backward(t, &fs_nn_ref, &b, &v);
+    static const char *const names[] = {
+        "mask_decoder.transformer.layers.0.self_attn.q_proj.lora_A",
+        "mask_decoder.transformer.layers.0.self_attn.q_proj.lora_B",
+        "mask_decoder.transformer.layers.1.cross_attn_token_to_image.k_proj.lora_A",
+        "mask_decoder.transformer.layers.1.cross_attn_token_to_image.k_proj.lora_B",
+        "mask_decoder.transformer.final_attn_token_to_image.out_proj.lora_A",
+        "mask_decoder.transformer.final_attn_token_to_image.out_proj.lora_B",
+    };
+    double worst = 0;
+    char worst_name[160] = "";
+    size_t checked = 0;
+    for (size_t i = 0; rc == FS_OK && i < sizeof names / sizeof *names; i++) {
+        fs_train_tensor *x = fs_train_find(t, names[i]);
+        if (!x) break;
+        /* the two largest gradients of each tensor */
+        size_t best[2] = {0, 0};
+        for (size_t k = 1; k < x->numel; k++)
+            if (fabsf(x->grad[k]) > fabsf(x->grad[best[0]])) best[0] = k;
+        best[1] = best[0] ? 0 : 1;
+        for (size_t k = 0; k < x->numel; k++)
+            if (k != best[0] && fabsf(x->grad[k]) > fabsf(x->grad[best[1]])) best[1] = k;
+        for (int e = 0; e < 2; e++) {
+            size_t k = best[e];
+            float p0 = x->param[k], h = 1e-2f;
+            fs_loss_value lp, lm;
+            x->param[k] = p0 + h;
+            rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
+            x->param[k] = p0 - h;
+            rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
+            x->param[k] = p0;
+            double fd = (lp.total - lm.total) / (2.0 * h), g = x->grad[k];
+            double rel = fabs(fd - g) / fmax(fabs(g), 1e-6);
+            if (rel > worst) {
+                worst = rel;
+                snprintf(worst_name, sizeof worst_name, "%s[%zu]: fd %g grad %g", x->name, k, fd, g);
+            }
+            checked++;
+        }
+    }
+    fs_train_free(t);
+    fs_sam_free(m);
+    CHECK(rc == FS_OK);
+    CHECKF(checked == 12, "%zu elements checked", checked);
+    CHECKF(worst <= 2e-2, "relative error %g at %s", worst, worst_name);
+}
+
+/* Non-zero decoder adapters folded into the decoder's weights give the
+ * adapted logits through the inference path, both directly and through a
+ * checkpoint applied to a fresh model (what `predictor --lora` does); a
+ * resumed state reads the adapters back. */
+static void decoder_lora_merge(void) {
+    fs_sam *m = load_tiny();
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
+    fs_sam *m2 = load_tiny();
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    tc.batch = 2;
+    tc.lora.scale = 0.5f;
+    tc.decoder = FS_TRAIN_DECODER_LORA;
+    fs_train *t, *t2;
+    CHECKF(fs_train_create(&t, m, &tc) == FS_OK, "%s", fs_error_msg());
+    randomise_dec_adapters(t, 12, 0.3);
+    fs_train_batch b;
+    make_batch(&tb, &b);
+    fs_loss_value v;
+    int rc = fs_train_loss(t, &fs_nn_ref, &b, &v);
+    char path[600];
+    snprintf(path, sizeof path, "%s/dec_lora.safetensors", test_tmp_dir("train_dec_lora"));
+    int rs = fs_sam_ckpt_save(path, t, m, fs_sam_fingerprint(m), NULL);
+    if (rs) fprintf(stderr, "%s\n", fs_error_msg());
+    fs_lora_merge(fs_train_lora(t), &m->cfg, &m->p);
+    int rc2 = base_logits(m, tb.img, ref_logits);
+    double err = 0, mx = 0;
+    for (size_t i = 0; i < 2 * 4 * 1024; i++) {
+        err = fmax(err, fabs((double)tb.logits[i] - ref_logits[i]));
+        mx = fmax(mx, fabs((double)ref_logits[i]));
+    }
+    /* the checkpoint applied to the base model */
+    fs_sam_ckpt_info info;
+    int ra = rs || !m2 ? FS_ERR : fs_sam_ckpt_apply(path, m2, &info);
+    if (ra) fprintf(stderr, "%s\n", fs_error_msg());
+    size_t diff = 0;
+    if (ra == FS_OK && base_logits(m2, tb.img, tb.logits) == FS_OK)
+        for (size_t i = 0; i < 2 * 4 * 1024; i++) diff += tb.logits[i] != ref_logits[i];
+    else diff = 1;
+    int info_ok = ra == FS_OK && info.decoder == FS_TRAIN_DECODER_LORA && info.lora.decoder && info.lora.rank == 4;
+    /* resuming reads every adapter back */
+    size_t rdiff = 1;
+    if (rs == FS_OK && m2 && fs_train_create(&t2, m2, &tc) == FS_OK) {
+        if (fs_sam_ckpt_restore(path, t2) == FS_OK) {
+            rdiff = 0;
+            for (size_t i = 0; i < fs_train_tensor_count(t); i++) {
+                fs_train_tensor *x = fs_train_tensor_at(t, i), *y = fs_train_find(t2, x->name);
+                if (!y || memcmp(x->param, y->param, x->numel * sizeof *x->param)) rdiff++;
+            }
+        }
+        fs_train_free(t2);
+    }
+    fs_train_free(t);
+    fs_sam_free(m);
+    if (m2) fs_sam_free(m2);
+    CHECK(rc == FS_OK && rc2 == FS_OK && rs == FS_OK && ra == FS_OK);
+    CHECKF(err <= 1e-5 * (1 + mx), "merged forward differs by %g (max %g)", err, mx);
+    CHECKF(diff == 0, "%zu logits differ after fs_sam_ckpt_apply", diff);
+    CHECK(info_ok);
+    CHECKF(rdiff == 0, "%zu tensors differ after restore", rdiff);
+}
+
 int main(void) {
     RUN(loss_prompted_values);
     RUN(loss_prompted_grad);
@@ -584,5 +769,8 @@ int main(void) {
     RUN(bad_batches);
     RUN(full_fd);
     RUN(random_init_export);
+    RUN(decoder_lora_zero_b);
+    RUN(decoder_lora_fd);
+    RUN(decoder_lora_merge);
     TEST_EXIT();
 }
