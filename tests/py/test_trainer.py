@@ -246,6 +246,31 @@ def bad_input_is_one_line_and_writes_nothing():
 
 
 @test
+def decoder_modes_end_to_end():
+    """--decoder lora trains only adapters (base decoder untouched) and the
+    predictor applies them; frozen trains no decoder tensor; a resume refuses
+    a changed mode."""
+    counts = {}
+    for mode in ("full", "lora", "frozen"):
+        out = os.path.join(base, f"decoder_{mode}")
+        train(out, "--iters", "3", "--batch", "1", "--seed", "2", "--decoder", mode)
+        meta, t = read_st(os.path.join(out, "checkpoint.safetensors"))
+        assert meta.get("decoder") == mode, meta.get("decoder")
+        dec = [k for k in t if k.startswith("mask_decoder.") and not k.startswith("adamw.")]
+        counts[mode] = dec
+    assert counts["frozen"] == []
+    assert counts["lora"] and all(".lora_" in k for k in counts["lora"]), counts["lora"][:3]
+    assert counts["full"] and not any(".lora_" in k for k in counts["full"])
+    pred = os.path.join(base, "decoder_lora_pred")
+    run("predictor", "--weights", W, "--lora", os.path.join(base, "decoder_lora", "checkpoint.safetensors"),
+        "--data", demo, "--out", pred)
+    assert os.path.exists(os.path.join(pred, "index.json"))
+    rc, _, err = train(os.path.join(base, "decoder_lora"), "--iters", "3", "--batch", "1", "--seed", "2",
+                       "--decoder", "full", "--resume", check=False)
+    assert rc == 1 and "decoder" in err, err
+
+
+@test
 def help_lists_every_option():
     rc, out, _ = run("trainer", "--help")
     assert rc == 0
