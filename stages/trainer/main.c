@@ -61,6 +61,7 @@ static const char usage[] =
     "                       then poly(0.9) decay\n"
     "  --weight-decay F     AdamW weight decay (0.1); betas 0.9/0.999, eps 1e-8\n"
     "  --clip F             clip the global gradient norm to F (0: off)\n"
+    "  --loss-weights B,D   weights of the BCE and Dice terms (0.2,0.8)\n"
     "  --lora-rank N        LoRA rank (4)\n"
     "  --lora-scale F       LoRA scale (1)\n"
     "  --lora-targets T     q,v (default), q,k,v, all (qkv, proj, mlp), none, or a\n"
@@ -351,7 +352,7 @@ static void train_steps(const run_ctx *R, size_t start, size_t stop) {
 
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
-    enum { O_SIZE = 256, O_ITERS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_RANK, O_SCALE, O_TARGETS,
+    enum { O_SIZE = 256, O_LOSSW, O_ITERS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_RANK, O_SCALE, O_TARGETS,
            O_DECODER, O_PROMPT, O_JITTER, O_SEED, O_EVERY, O_RESUME, O_STOP, O_LOGEVERY, O_BACKEND, O_RECOMPUTE,
            O_CONFIG, O_ENCODER, O_INIT, O_EXPORT, O_NOTE, O_SYNTH, O_STREAM, O_CREDIT, O_HEARTBEAT, O_PEER_TIMEOUT,
            O_STREAM_WAIT, O_VERIFY, O_MAXMSG, O_CURVE, O_DEBUG_SLEEP };
@@ -362,6 +363,7 @@ int main(int argc, char **argv) {
         {"accum", required_argument, 0, O_ACCUM}, {"lr", required_argument, 0, O_LR},
         {"warmup", required_argument, 0, O_WARMUP}, {"weight-decay", required_argument, 0, O_WD},
         {"clip", required_argument, 0, O_CLIP}, {"lora-rank", required_argument, 0, O_RANK},
+        {"loss-weights", required_argument, 0, O_LOSSW},
         {"lora-scale", required_argument, 0, O_SCALE}, {"lora-targets", required_argument, 0, O_TARGETS},
         {"decoder", required_argument, 0, O_DECODER}, {"prompt", required_argument, 0, O_PROMPT},
         {"box-jitter", required_argument, 0, O_JITTER}, {"seed", required_argument, 0, O_SEED},
@@ -415,6 +417,16 @@ int main(int argc, char **argv) {
         case O_WARMUP: warmup = fs_cli_long("warmup", optarg, 0, 100000000); break;
         case O_WD: wd = fs_cli_double("weight-decay", optarg, 0, 10); break;
         case O_CLIP: clip = fs_cli_double("clip", optarg, 0, 1e9); break;
+        case O_LOSSW: {
+            char *comma = strchr(optarg, ',');
+            if (!comma) fs_cli_usage_error("--loss-weights: expected BCE,DICE, got '%s'", optarg);
+            char xent[64];
+            snprintf(xent, sizeof xent, "%.*s", (int)(comma - optarg), optarg);
+            tc.loss.w_xent = fs_cli_double("loss-weights", xent, 0, 1e6);
+            tc.loss.w_dice = fs_cli_double("loss-weights", comma + 1, 0, 1e6);
+            if (tc.loss.w_xent + tc.loss.w_dice <= 0) fs_cli_usage_error("--loss-weights: both weights are 0");
+            break;
+        }
         case O_RANK: tc.lora.rank = (size_t)fs_cli_long("lora-rank", optarg, 1, 1024); break;
         case O_SCALE: tc.lora.scale = (float)fs_cli_double("lora-scale", optarg, 0, 1e6); break;
         case O_TARGETS:

@@ -271,6 +271,18 @@ def decoder_modes_end_to_end():
 
 
 @test
+def loss_weights_are_a_setting():
+    out = os.path.join(base, "loss_weights")
+    train(out, "--iters", "2", "--batch", "1", "--loss-weights", "1,0")
+    meta, _ = read_st(os.path.join(out, "checkpoint.safetensors"))
+    assert meta["loss"] == "1 bce + 0 dice", meta["loss"]
+    log = log_lines(out)
+    assert all(abs(l["loss"] - l["bce"]) < 1e-6 for l in log), log[:2]
+    rc, _, err = train(out, "--iters", "2", "--batch", "1", "--resume", check=False)
+    assert rc == 1 and "loss weights" in err, err
+
+
+@test
 def help_lists_every_option():
     rc, out, _ = run("trainer", "--help")
     assert rc == 0
