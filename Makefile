@@ -130,6 +130,8 @@ endif
 # Benchmarks against PyTorch on the same machine and threads; ratios and
 # build/bench/results.json ("ratio" > 1: fewsam is better).
 BENCH_BIN := $(BUILD)/bench/bench_encoder $(BUILD)/bench/bench_train $(BUILD)/bench/bench_wire $(BUILD)/bench/bench_synth
+# The suite builds the benchmark programs too, so they cannot rot unnoticed.
+test check: $(BENCH_BIN)
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)

@@ -22,6 +22,7 @@
 #include "core/rng.h"
 #include "nn/cpu/cpu.h"
 #include "nn/nn.h"
+#include "sam/init.h"
 #include "sam/sam.h"
 
 static double now(void) {
@@ -96,31 +97,6 @@ static float *buffer(size_t n, float amp) {
     }
     for (size_t i = 0; i < n; i++) p[i] = amp ? (float)fs_rng_range(&rng, -amp, amp) : 0.0f;
     return p;
-}
-
-static void fill(float *p, size_t n, float v) {
-    for (size_t i = 0; i < n; i++) p[i] = v;
-}
-
-/* A model of the given configuration, every parameter uniform in
- * [-0.02, 0.02] except LayerNorm scales (1), as a fresh ViT is. */
-static fs_sam *random_model(const fs_sam_config *cfg) {
-    fs_sam *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
-    m->cfg = m->ckpt_cfg = *cfg;
-    if (fs_sam_params_alloc(&m->p, cfg)) {
-        free(m);
-        return NULL;
-    }
-    for (size_t i = 0; i < m->p.table.total; i++) m->p.arena[i] = (float)fs_rng_range(&rng, -0.02, 0.02);
-    size_t C = cfg->embed_dim, D = cfg->out_chans;
-    for (size_t i = 0; i < cfg->depth; i++) {
-        fill(m->p.blocks[i].norm1_w, C, 1.0f);
-        fill(m->p.blocks[i].norm2_w, C, 1.0f);
-    }
-    fill(m->p.neck1_w, D, 1.0f);
-    fill(m->p.neck3_w, D, 1.0f);
-    return m;
 }
 
 /* Matrix-product FLOPs of one forward (2 per multiply-add), counted as the
@@ -219,7 +195,8 @@ int main(int argc, char **argv) {
 
     fs_rng_init(&rng, 1, 0);
     double sgemm = sgemm_rate(5);
-    fs_sam *m = random_model(&cfg);
+    fs_sam *m;
+    if (fs_sam_create_random(&m, &cfg, 1)) m = NULL; /* the trainer's --init random */
     if (!m) fs_cli_die();
     size_t S = cfg.img_size, g = fs_sam_grid(&cfg);
     float *pre = buffer(3 * S * S, 2.0f), *embed = buffer(g * g * cfg.out_chans, 0);

@@ -24,7 +24,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "nn/nn.h"
-#include "sam/internal.h"
+#include "sam/init.h"
 #include "sam/sam.h"
 #include "sam/train.h"
 
@@ -46,34 +46,6 @@ static float *buffer(size_t n, float amp) {
     return p;
 }
 
-/* A model of the given configuration, every parameter uniform in
- * [-0.02, 0.02] except the norms' scales (the 1-D .weight tensors: 1), as a
- * fresh model is; the dense positional encoding computed as a load does. */
-static fs_sam *random_model(const fs_sam_config *cfg) {
-    fs_sam *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
-    m->cfg = m->ckpt_cfg = *cfg;
-    if (fs_sam_params_alloc(&m->p, cfg)) {
-        free(m);
-        return NULL;
-    }
-    for (size_t i = 0; i < m->p.table.total; i++) m->p.arena[i] = (float)fs_rng_range(&rng, -0.02, 0.02);
-    for (size_t i = 0; i < m->p.table.n; i++) {
-        const fs_sam_tensor_info *ti = &m->p.table.v[i];
-        size_t len = strlen(ti->name);
-        if (ti->ndim == 1 && len > 7 && !strcmp(ti->name + len - 7, ".weight"))
-            for (size_t j = 0; j < ti->numel; j++) m->p.arena[ti->offset + j] = 1.0f;
-    }
-    size_t g = fs_sam_grid(cfg);
-    m->image_pe = malloc(g * g * cfg->out_chans * sizeof *m->image_pe);
-    if (!m->image_pe) {
-        fs_sam_free(m);
-        fs_error("out of memory for the positional encoding");
-        return NULL;
-    }
-    fs_sam_dense_pe(m, m->image_pe);
-    return m;
-}
 
 /* Peak resident set of this process in MB (VmHWM). */
 static double peak_rss_mb(void) {
@@ -185,7 +157,8 @@ int main(int argc, char **argv) {
     if (fs_sam_config_validate(&cfg)) fs_cli_die();
 
     fs_rng_init(&rng, 1, 0);
-    fs_sam *m = random_model(&cfg);
+    fs_sam *m;
+    if (fs_sam_create_random(&m, &cfg, 1)) m = NULL; /* the trainer's --init random */
     if (!m) fs_cli_die();
     fs_train_config tc;
     fs_train_config_default(&tc);
