@@ -185,8 +185,7 @@ int fs_normalize_foreground(float *x, size_t nz, size_t ny, size_t nx, double p_
  * PyTorch's CPU kernel computes them (float arithmetic, truncation of a
  * non-negative index). Cheap enough to recompute per pixel, which keeps the
  * resize free of allocation. */
-static inline void linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1,
-                              float *l1) {
+void fs_resize_linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1) {
     float src = scale * ((float)d + 0.5f) - 0.5f;
     if (src < 0) src = 0;
     size_t a = (size_t)src;
@@ -208,14 +207,14 @@ void fs_resize_bilinear(const float *in, size_t h, size_t w, float *out, size_t 
     for (size_t y = 0; y < oh; y++) {
         size_t y0, y1;
         float h1;
-        linear_src(h, sy, y, &y0, &y1, &h1);
+        fs_resize_linear_src(h, sy, y, &y0, &y1, &h1);
         float h0 = 1.0f - h1;
         const float *r0 = in + y0 * w, *r1 = in + y1 * w;
         float *o = out + y * ow;
         for (size_t x = 0; x < ow; x++) {
             size_t x0, x1;
             float w1;
-            linear_src(w, sx, x, &x0, &x1, &w1);
+            fs_resize_linear_src(w, sx, x, &x0, &x1, &w1);
             float w0 = 1.0f - w1;
             float t0 = w0 * r0[x0] + w1 * r0[x1];
             float t1 = w0 * r1[x0] + w1 * r1[x1];

@@ -45,6 +45,11 @@ int fs_normalize_foreground(float *x, size_t nz, size_t ny, size_t nx, double p_
  * antialias=False) computes it on CPU for float32 (source index
  * (dst + 0.5) * in / out - 0.5 clamped at 0, float arithmetic). Sizes >= 1;
  * in and out must not overlap. */
+/* One axis of fs_resize_bilinear: output index d's source indices i0 <= i1
+ * and the weight l1 of i1 (torch's float arithmetic: src = scale*(d+0.5)-0.5,
+ * clamped), for code that must be its exact adjoint. scale = in / out. */
+void fs_resize_linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1);
+
 void fs_resize_bilinear(const float *in, size_t h, size_t w, float *out, size_t oh, size_t ow);
 
 /* in [h, w] -> out [oh, ow]: torch 'nearest' (not 'nearest-exact'):

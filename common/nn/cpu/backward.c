@@ -219,25 +219,6 @@ void fs_nn_cpu_patch_embed_backward(float *dinp, float *dw, float *db, const flo
     free(col);
 }
 
-/* Rows m0..m1 of the 3x3 im2col of src[B, H, W, Cc] (zero padding 1) into
- * col[m1 - m0, 9*Cc], in (ky, kx, c) order as the forward. */
-static void im2col3x3(float *col, const float *src, size_t m0, size_t m1, size_t H, size_t W, size_t Cc) {
-    size_t K = 9 * Cc;
-    for (size_t m = m0; m < m1; m++) {
-        size_t x = m % W, y = (m / W) % H, bi = m / (W * H);
-        float *row = col + (m - m0) * K;
-        for (size_t ky = 0; ky < 3; ky++)
-            for (size_t kx = 0; kx < 3; kx++) {
-                float *dst = row + (ky * 3 + kx) * Cc;
-                long sy = (long)y + (long)ky - 1, sx = (long)x + (long)kx - 1;
-                if (sy < 0 || sy >= (long)H || sx < 0 || sx >= (long)W)
-                    memset(dst, 0, Cc * sizeof(float));
-                else
-                    memcpy(dst, src + ((bi * H + (size_t)sy) * W + (size_t)sx) * Cc, Cc * sizeof(float));
-            }
-    }
-}
-
 /* about 2 MB of im2col rows of width K */
 static size_t conv_chunk(size_t K) {
     size_t chunk = (2u << 20) / ((K ? K : 1) * sizeof(float));
@@ -268,7 +249,7 @@ void fs_nn_cpu_conv3x3_backward(float *dinp, float *dw, const float *dout, const
 #pragma omp for schedule(dynamic, 1)
             for (size_t c = 0; c < nchunks; c++) {
                 size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-                im2col3x3(col, dout, m0, m1, H, W, Cout);
+                fs_nn_cpu_im2col3x3(col, dout, m0, m1, H, W, Cout);
                 fs_nn_cpu_gemm_serial(1, m1 - m0, Cin, K, 1.0f, col, K, wf, K, 1.0f, dinp + m0 * Cin, Cin);
             }
             free(col);
@@ -289,7 +270,7 @@ void fs_nn_cpu_conv3x3_backward(float *dinp, float *dw, const float *dout, const
 #pragma omp for schedule(dynamic, 1)
             for (size_t c = 0; c < nchunks; c++) {
                 size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-                im2col3x3(col, inp, m0, m1, H, W, Cin);
+                fs_nn_cpu_im2col3x3(col, inp, m0, m1, H, W, Cin);
                 fs_nn_cpu_gemm_tn_serial(Cout, K, m1 - m0, 1.0f, dout + m0 * Cout, Cout, col, K, 1.0f, g, K);
             }
             free(col);

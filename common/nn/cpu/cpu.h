@@ -89,4 +89,7 @@ void fs_nn_cpu_conv_transpose2x2_backward(float *dinp, float *dw, float *db, con
 void fs_nn_cpu_resize_bilinear_backward(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                         size_t Wo);
 
+/* The 3x3, padding-1 im2col of channels-last rows m0..m1 (gemm.c). */
+void fs_nn_cpu_im2col3x3(float *col, const float *src, size_t m0, size_t m1, size_t H, size_t W, size_t Cc);
+
 #endif

@@ -107,6 +107,26 @@ void fs_nn_cpu_patch_embed_forward(float *out, const float *inp, const float *w,
  * im2col over chunks of output pixels keeps the scratch to a few megabytes
  * per thread; the weights are reordered once to [Cout, (ky, kx, Cin)] so a
  * column row is nine contiguous copies of input pixels. */
+/* Rows m0..m1 of the 3x3 im2col of src[B, H, W, Cc] (zero padding 1) into
+ * col[m1 - m0, 9*Cc], in (ky, kx, c) order: the conv3x3 forward's columns and
+ * its backward's (there applied to dout, and to inp for the weight gradient). */
+void fs_nn_cpu_im2col3x3(float *col, const float *src, size_t m0, size_t m1, size_t H, size_t W, size_t Cc) {
+    size_t K = 9 * Cc;
+    for (size_t m = m0; m < m1; m++) {
+        size_t x = m % W, y = (m / W) % H, bi = m / (W * H);
+        float *row = col + (m - m0) * K;
+        for (size_t ky = 0; ky < 3; ky++)
+            for (size_t kx = 0; kx < 3; kx++) {
+                float *dst = row + (ky * 3 + kx) * Cc;
+                long sy = (long)y + (long)ky - 1, sx = (long)x + (long)kx - 1;
+                if (sy < 0 || sy >= (long)H || sx < 0 || sx >= (long)W)
+                    memset(dst, 0, Cc * sizeof(float));
+                else
+                    memcpy(dst, src + ((bi * H + (size_t)sy) * W + (size_t)sx) * Cc, Cc * sizeof(float));
+            }
+    }
+}
+
 void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, size_t B, size_t H, size_t W,
                                size_t Cin, size_t Cout) {
     fs_nn_cpu_init();
@@ -124,19 +144,7 @@ void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, siz
 #pragma omp for schedule(dynamic, 1)
         for (size_t c = 0; c < nchunks; c++) {
             size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-            for (size_t m = m0; m < m1; m++) {
-                size_t x = m % W, y = (m / W) % H, bi = m / (W * H);
-                float *row = col + (m - m0) * K;
-                for (size_t ky = 0; ky < 3; ky++)
-                    for (size_t kx = 0; kx < 3; kx++) {
-                        float *dst = row + (ky * 3 + kx) * Cin;
-                        long sy = (long)y + (long)ky - 1, sx = (long)x + (long)kx - 1;
-                        if (sy < 0 || sy >= (long)H || sx < 0 || sx >= (long)W)
-                            memset(dst, 0, Cin * sizeof(float));
-                        else
-                            memcpy(dst, inp + ((bi * H + (size_t)sy) * W + (size_t)sx) * Cin, Cin * sizeof(float));
-                    }
-            }
+            fs_nn_cpu_im2col3x3(col, inp, m0, m1, H, W, Cin);
             fs_nn_cpu_gemm_serial(1, m1 - m0, Cout, K, 1.0f, col, K, wr, K, 0.0f, out + m0 * Cout, Cout);
         }
         free(col);

@@ -12,23 +12,6 @@ void fs_ref_resize_bilinear_forward(float *out, const float *inp, size_t N, size
     for (size_t n = 0; n < N; n++) fs_resize_bilinear(inp + n * Hi * Wi, Hi, Wi, out + n * Ho * Wo, Ho, Wo);
 }
 
-/* Output index d's two source indices i0 <= i1 and the weight l1 of i1 along
- * one axis: the same float arithmetic as fs_resize_bilinear (data/preprocess.c),
- * so the backward is the exact adjoint of the forward (and equal sizes give
- * the identity, l1 = 0, as the forward's copy). */
-static void src_index(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1) {
-    float src = scale * ((float)d + 0.5f) - 0.5f;
-    if (src < 0) src = 0;
-    size_t a = (size_t)src;
-    if (a > in - 1) a = in - 1;
-    float lam = src - (float)a;
-    if (lam < 0) lam = 0;
-    if (lam > 1) lam = 1;
-    *i0 = a;
-    *i1 = a < in - 1 ? a + 1 : a;
-    *l1 = lam;
-}
-
 /* dinp[N, Hi, Wi] += resize^T dout[N, Ho, Wo]: each output pixel hands its
  * gradient back to its four sources with the forward's weights
  * (h0 w0, h0 w1, h1 w0, h1 w1); sums are kept in a double plane. */
@@ -44,12 +27,12 @@ void fs_ref_resize_bilinear_backward(float *dinp, const float *dout, size_t N, s
         for (size_t y = 0; y < Ho; y++) {
             size_t y0, y1;
             float h1;
-            src_index(Hi, sy, y, &y0, &y1, &h1);
+            fs_resize_linear_src(Hi, sy, y, &y0, &y1, &h1);
             float h0 = 1.0f - h1;
             for (size_t x = 0; x < Wo; x++) {
                 size_t x0, x1;
                 float w1;
-                src_index(Wi, sx, x, &x0, &x1, &w1);
+                fs_resize_linear_src(Wi, sx, x, &x0, &x1, &w1);
                 float w0 = 1.0f - w1;
                 double gv = g[y * Wo + x];
                 acc[y0 * Wi + x0] += gv * h0 * w0;
