@@ -313,25 +313,6 @@ void fs_nn_cpu_conv_transpose2x2_backward(float *dinp, float *dw, float *db, con
     free(g);
 }
 
-/* One axis of the resize: output d reads sources i0[d] (weight 1 - l1[d])
- * and i1[d] (weight l1[d]); the forward's float arithmetic, so that the
- * backward is its exact adjoint. */
-static void resize_axis(size_t in, size_t outn, size_t *i0, size_t *i1, float *l1) {
-    float scale = (float)in / (float)outn;
-    for (size_t d = 0; d < outn; d++) {
-        float src = scale * ((float)d + 0.5f) - 0.5f;
-        if (src < 0.0f) src = 0.0f;
-        size_t a = (size_t)src;
-        if (a > in - 1) a = in - 1;
-        float lam = src - (float)a;
-        if (lam < 0.0f) lam = 0.0f;
-        if (lam > 1.0f) lam = 1.0f;
-        i0[d] = a;
-        i1[d] = a + 1 < in ? a + 1 : in - 1;
-        l1[d] = lam;
-    }
-}
-
 /* dinp[N, Hi, Wi] += resize^T dout[N, Ho, Wo], separably: each output row
  * is first folded onto the input columns (t[N, Ho, Wi], parallel over
  * rows), then the rows of t onto the input rows (parallel over planes and
@@ -343,8 +324,8 @@ void fs_nn_cpu_resize_bilinear_backward(float *dinp, const float *dout, size_t N
     float *lam = fs_nn_cpu_alloc((Ho + Wo) * sizeof(float), "resize tables");
     size_t *y0 = ix, *y1 = ix + Ho, *x0 = ix + 2 * Ho, *x1 = ix + 2 * Ho + Wo;
     float *ly = lam, *lx = lam + Ho;
-    resize_axis(Hi, Ho, y0, y1, ly);
-    resize_axis(Wi, Wo, x0, x1, lx);
+    fs_nn_cpu_resize_axis(Hi, Ho, y0, y1, ly);
+    fs_nn_cpu_resize_axis(Wi, Wo, x0, x1, lx);
     float *t = fs_nn_cpu_alloc(N * Ho * Wi * sizeof(float), "resize backward");
 #pragma omp parallel for collapse(2) schedule(static) if (N * Ho * (Wo + Wi) > SPAN)
     for (size_t p = 0; p < N; p++)

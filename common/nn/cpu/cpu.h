@@ -92,4 +92,7 @@ void fs_nn_cpu_resize_bilinear_backward(float *dinp, const float *dout, size_t N
 /* The 3x3, padding-1 im2col of channels-last rows m0..m1 (gemm.c). */
 void fs_nn_cpu_im2col3x3(float *col, const float *src, size_t m0, size_t m1, size_t H, size_t W, size_t Cc);
 
+/* One axis of the bilinear resize's sources and weights (pointwise.c). */
+void fs_nn_cpu_resize_axis(size_t in, size_t outn, size_t *i0, size_t *i1, float *l1);
+
 #endif

@@ -4,6 +4,7 @@
  * and picked at load time, so one binary runs everywhere and uses the
  * widest vectors the machine has. expf and erff are replaced by polynomial
  * forms the compiler can vectorise (errors below 5e-7 absolute). */
+#include "data/preprocess.h"
 #include "nn/cpu/cpu.h"
 
 #include <math.h>
@@ -151,19 +152,12 @@ void fs_nn_cpu_layernorm_forward(float *out, const float *inp, const float *w, c
     for (size_t i = 0; i < M; i++) layernorm_row(out + i * C, inp + i * C, w, b, C, eps);
 }
 
-/* Source index and weight of one output coordinate, as torch's
- * area_pixel_compute_source_index with align_corners=False. */
-static void resize_axis(size_t in, size_t outn, size_t *i0, size_t *i1, float *lam) {
+/* One axis of the resize: output o reads sources i0[o] (weight 1 - l1[o])
+ * and i1[o] (weight l1[o]), torch's align_corners=False arithmetic
+ * (fs_resize_linear_src), shared with the backward so it is the exact adjoint. */
+void fs_nn_cpu_resize_axis(size_t in, size_t outn, size_t *i0, size_t *i1, float *l1) {
     float scale = (float)in / (float)outn;
-    for (size_t o = 0; o < outn; o++) {
-        float src = scale * ((float)o + 0.5f) - 0.5f;
-        if (src < 0.0f) src = 0.0f;
-        size_t a = (size_t)src;
-        if (a > in - 1) a = in - 1;
-        i0[o] = a;
-        i1[o] = a + 1 < in ? a + 1 : in - 1;
-        lam[o] = src - (float)a;
-    }
+    for (size_t o = 0; o < outn; o++) fs_resize_linear_src(in, scale, o, &i0[o], &i1[o], &l1[o]);
 }
 
 /* inp[N, Hi, Wi] -> out[N, Ho, Wo], bilinear, align_corners=False */
@@ -174,8 +168,8 @@ void fs_nn_cpu_resize_bilinear_forward(float *out, const float *inp, size_t N, s
     float *lam = fs_nn_cpu_alloc((Ho + Wo) * sizeof(float), "resize tables");
     size_t *y0 = ix, *y1 = ix + Ho, *x0 = ix + 2 * Ho, *x1 = ix + 2 * Ho + Wo;
     float *ly = lam, *lx = lam + Ho;
-    resize_axis(Hi, Ho, y0, y1, ly);
-    resize_axis(Wi, Wo, x0, x1, lx);
+    fs_nn_cpu_resize_axis(Hi, Ho, y0, y1, ly);
+    fs_nn_cpu_resize_axis(Wi, Wo, x0, x1, lx);
 #pragma omp parallel for collapse(2) schedule(static) if (N * Ho * Wo > SPAN)
     for (size_t p = 0; p < N; p++)
         for (size_t oy = 0; oy < Ho; oy++) {
