@@ -107,12 +107,67 @@ typedef struct fs_nn_ops {
     /* Shapes as resize_bilinear_forward: dinp[N, Hi, Wi] += resize^T dout[N, Ho, Wo]. */
     void (*resize_bilinear_backward)(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                      size_t Wo);
+
+    /* ---- memory ----
+     * Where the tensors handed to the kernels live. device 0: host memory
+     * (the host may read and write it between calls; the entries below are
+     * calloc, free and memcpy). device 1: memory the host must not touch;
+     * only these entries move data in and out of it. Kernels are queued in
+     * order; download waits for every kernel queued before it. */
+    int device;
+    /* 1 when the backend can run here (a GPU present, for instance). */
+    int (*available)(void);
+    /* Zeroed memory, NULL with fs_error set when it cannot be had. */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *src, size_t bytes);   /* host -> backend memory */
+    void (*download)(void *dst, const void *src, size_t bytes); /* backend memory -> host */
+    void (*copy)(void *dst, const void *src, size_t bytes);     /* within backend memory */
+    void (*zero)(void *p, size_t bytes);
+
+    /* ---- tensor glue: the small loops between layers, here so that the
+     * model's data never has to visit the host ---- */
+    /* out[n] = a[n] + b[n]; out may equal a or b. */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+    /* x[n] *= f. */
+    void (*scale)(float *x, float f, size_t n);
+    /* x[M, N] += row[N] on every row (a broadcast add: pos_embed, no_mask_embed). */
+    void (*add_rows)(float *x, const float *row, size_t M, size_t N);
+    /* drow[N] += column sums of dx[M, N] (add_rows' adjoint). */
+    void (*sum_rows)(float *drow, const float *dx, size_t M, size_t N);
+    /* out[M, ldo] columns off .. off+N-1 += f * in[M, N]. */
+    void (*add_cols)(float *out, size_t ldo, size_t off, const float *in, float f, size_t M, size_t N);
+    /* out[M, N] = f * in[M, ldi] columns off .. off+N-1. */
+    void (*take_cols)(float *out, const float *in, size_t ldi, size_t off, float f, size_t M, size_t N);
+    /* The image encoder's windows: x[B, g, g, C] -> win[B * nw * nw, ws, ws, C]
+     * (nw = ceil(g / ws)), tokens past the grid zero (window_partition). */
+    void (*window_partition)(float *win, const float *x, size_t B, size_t g, size_t ws, size_t C);
+    /* The inverse, cropping the padding: x[B, g, g, C] = win (acc 0) or
+     * x += win (acc 1: window_unpartition followed by the residual add). */
+    void (*window_unpartition)(float *x, const float *win, size_t B, size_t g, size_t ws, size_t C, int acc);
+    /* x[h, w] row-major -> out[ho, wo] = x[:ho, :wo] (ho <= h, wo <= w). */
+    void (*crop)(float *out, const float *x, size_t h, size_t w, size_t ho, size_t wo);
+
+    /* ---- optimiser ----
+     * One AdamW step (torch.optim.AdamW) at step t >= 1 on p[n], g[n], m[n],
+     * v[n]; hyper = {lr, beta1, beta2, eps, weight_decay}, math in double. */
+    void (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, const double hyper[5], size_t t);
+    /* Sum of squares of x[n] in double (a global gradient norm); waits for the kernels before it. */
+    double (*sumsq)(const float *x, size_t n);
 } fs_nn_ops;
 
 extern const fs_nn_ops fs_nn_ref;
 extern const fs_nn_ops fs_nn_cpu;
+/* The cpu kernels on guarded memory: a device backend whose "device" is
+ * host pages the host cannot touch outside a kernel call, and whose entries
+ * check that every pointer they get lies inside memory it allocated. Host
+ * code that reads model memory directly, or hands a host buffer to a
+ * kernel, crashes or stops with a message here, as it would on a GPU
+ * (common/nn/guard/). */
+extern const fs_nn_ops fs_nn_guard;
 
-/* "ref" or "cpu" (later "cuda"); NULL for an unknown name. */
+/* "ref", "cpu", "guard" or "cuda" (when the CUDA variant of a program is
+ * linked and a GPU is present); NULL with fs_error set otherwise. */
 const fs_nn_ops *fs_nn_backend(const char *name);
 
 #endif

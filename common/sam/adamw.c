@@ -3,25 +3,16 @@
 
 #include "sam/adamw.h"
 
+#include "nn/ref/ref.h"
+
 fs_adamw_config fs_adamw_defaults(double lr, double weight_decay) {
     return (fs_adamw_config){lr, 0.9, 0.999, 1e-8, weight_decay};
 }
 
 void fs_adamw_update(const fs_adamw_config *c, size_t t, float *p, const float *g, float *m, float *v, size_t n) {
-    double b1 = c->beta1, b2 = c->beta2;
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    double step = c->lr / bc1, sbc2 = sqrt(bc2), decay = 1.0 - c->lr * c->weight_decay;
-    for (size_t i = 0; i < n; i++) {
-        double gi = g[i];
-        double mi = b1 * m[i] + (1.0 - b1) * gi;
-        double vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-        m[i] = (float)mi;
-        v[i] = (float)vi;
-        double pi = p[i] * decay;
-        p[i] = (float)(pi - step * mi / (sqrt(vi) / sbc2 + c->eps));
-    }
+    const double hyper[5] = {c->lr, c->beta1, c->beta2, c->eps, c->weight_decay};
+    fs_ref_adamw_update(p, g, m, v, n, hyper, t);
 }
-
 double fs_grad_sumsq(const float *g, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];

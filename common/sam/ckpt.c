@@ -94,6 +94,7 @@ uint64_t fs_sam_fingerprint(const fs_sam *m) {
 /* ---- saving ---- */
 
 int fs_sam_ckpt_save(const char *path, fs_train *t, const fs_sam *m, uint64_t fp, const fs_sam_ckpt_meta *extra) {
+    fs_train_pull(t);
     fs_sam_ckpt_meta *meta = calloc(1, sizeof *meta);
     size_t nt = fs_train_tensor_count(t);
     fs_tensor *tensors = calloc(3 * nt + 1, sizeof *tensors);
@@ -284,7 +285,10 @@ int fs_sam_ckpt_restore(const char *path, fs_train *t) {
         snprintf(name, sizeof name, "adamw.v.%s", x->name);
         if (rc == FS_OK) rc = read_exact(ck, path, name, x->ndim, x->shape, x->v);
     }
-    if (rc == FS_OK) fs_train_set_steps(t, info.step);
+    if (rc == FS_OK) {
+        fs_train_set_steps(t, info.step);
+        fs_train_push(t);
+    }
     fs_ckpt_close(ck);
     return rc;
 }

@@ -28,10 +28,6 @@ static void attention(attn_ws *w, const fs_sam_attn_params *a, size_t I, const f
     ops->linear_forward(out, w->O, a->out.w, a->out.b, Nq, I, D);
 }
 
-static void add2(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 /* The decoder's MLP: linear layers, ReLU between them. in[K] -> out[N]. */
 static void mlp(const fs_nn_ops *ops, const fs_sam_mlp_params *p, size_t depth, size_t in_dim, size_t hidden,
                 size_t out_dim, const float *in, float *out, float *t1, float *t2) {
@@ -55,17 +51,25 @@ size_t fs_sam_mask_count(const fs_sam *m, fs_sam_mask_mode mode) {
 
 int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_sam_prompt *pr,
                   fs_sam_mask_mode mode, float *low, float *iou, size_t *n_out) {
+    if (fs_sam_ensure_bound(m, ops)) return FS_ERR;
     const fs_sam_config *c = &m->cfg;
-    const fs_sam_params *p = &m->p;
+    const fs_sam_params *p = fs_sam_kp(m);
     size_t D = c->out_chans, g = fs_sam_grid(c), HW = g * g, nm = fs_sam_num_masks(c);
     size_t Ns = fs_sam_sparse_count(pr), T = 1 + nm + Ns, I = D / 2, M = c->dec_mlp_dim;
     size_t big = (T > HW ? T : HW) * D, small = T * (D > M ? D : M);
     size_t hid = D > c->iou_hidden ? D : c->iou_hidden;
     /* tokens: queries, qpe, qsum, qout, mlp hidden; image: keys, kpe, kout;
      * attention: Q, K, V, O; upscaling [4g, 4g, D/8] = 2 * HW * D */
-    size_t total = 4 * T * D + small + 3 * HW * D + 4 * big + 2 * HW * D + HW * D + nm * (D / 8) + 3 * hid + nm;
-    float *mem = malloc(total * sizeof *mem);
-    if (!mem) return fs_error("out of memory for the mask decoder (%zu floats)", total);
+    size_t first = mode == FS_SAM_MASKS_MULTI ? 1 : 0, n = fs_sam_mask_count(m, mode);
+    /* and the masks out: [n, 16 HW] */
+    size_t total = 4 * T * D + small + 3 * HW * D + 4 * big + 2 * HW * D + HW * D + nm * (D / 8) + 3 * hid + nm +
+                   n * 16 * HW;
+    float *sparse = malloc((Ns * D + 1) * sizeof *sparse);
+    float *mem = sparse ? fs_sam_dalloc(m, total, "the mask decoder") : NULL;
+    if (!mem) {
+        free(sparse);
+        return sparse ? FS_ERR : fs_error("out of memory for the prompt's tokens");
+    }
     float *queries = mem, *qpe = queries + T * D, *qsum = qpe + T * D, *qout = qsum + T * D, *mh = qout + T * D;
     float *keys = mh + small, *kpe = keys + HW * D, *kout = kpe + HW * D;
     attn_ws w = {ops, D, c->dec_heads, NULL, NULL, NULL, NULL};
@@ -75,65 +79,63 @@ int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_
     w.O = w.V + big;
     float *up = w.O + big, *up1 = up + 2 * HW * D; /* up: [4g,4g,D/8]; up1: [2g,2g,D/4] */
     float *hyper = up1 + HW * D, *h1 = hyper + nm * (D / 8), *h2 = h1 + hid, *h3 = h2 + hid, *iou_all = h3 + hid;
+    float *masks = iou_all + nm;
     int rc = FS_ERR;
 
-    /* tokens = [iou_token, mask_tokens, sparse prompt] */
-    memcpy(qpe, p->iou_token, D * sizeof *qpe);
-    memcpy(qpe + D, p->mask_tokens, nm * D * sizeof *qpe);
-    if (fs_sam_embed_prompt(m, pr, qpe + (1 + nm) * D)) goto done;
+    /* tokens = [iou_token, mask_tokens, sparse prompt]; the prompt is
+     * embedded on the host, from the host copy of the prompt encoder */
+    ops->copy(qpe, p->iou_token, D * sizeof *qpe);
+    ops->copy(qpe + D, p->mask_tokens, nm * D * sizeof *qpe);
+    if (fs_sam_embed_prompt(m, pr, sparse)) goto done;
+    ops->upload(qpe + (1 + nm) * D, sparse, Ns * D * sizeof *sparse);
     fs_sam_tap(m, "sparse", qpe + (1 + nm) * D, 3, 1, Ns, D, 0);
-    if (m->tap) {
-        float *dense = malloc(HW * D * sizeof *dense);
-        if (!dense) {
-            fs_error("out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < HW; i++) memcpy(dense + i * D, p->no_mask, D * sizeof *dense);
-        fs_sam_tap_chw(m, "dense", dense, 1, g, g, D);
-        free(dense);
+    if (m->tap) { /* the dense prompt: no_mask_embed at every position (kout is free until the layers) */
+        ops->zero(kout, HW * D * sizeof *kout);
+        ops->add_rows(kout, p->no_mask, HW, D);
+        fs_sam_tap_chw(m, "dense", kout, 1, g, g, D);
     }
-    memcpy(queries, qpe, T * D * sizeof *queries);
+    ops->copy(queries, qpe, T * D * sizeof *queries);
     /* src = image embedding + dense prompt (no_mask_embed at every position) */
-    for (size_t i = 0; i < HW; i++)
-        for (size_t d = 0; d < D; d++) keys[i * D + d] = embed[i * D + d] + p->no_mask[d];
-    const float *pos = m->image_pe;
+    ops->upload(keys, embed, HW * D * sizeof *keys);
+    ops->add_rows(keys, p->no_mask, HW, D);
+    const float *pos = fs_sam_kpe(m);
 
     /* TwoWayTransformer */
     for (size_t l = 0; l < c->dec_depth; l++) {
         const fs_sam_twoway_params *L = &p->layers[l];
         if (l == 0) { /* skip_first_layer_pe: self-attention replaces the queries, no residual */
             attention(&w, &L->self_attn, D, queries, T, queries, queries, T, qout);
-            memcpy(queries, qout, T * D * sizeof *queries);
+            ops->copy(queries, qout, T * D * sizeof *queries);
         } else {
-            add2(qsum, queries, qpe, T * D);
+            ops->add(qsum, queries, qpe, T * D);
             attention(&w, &L->self_attn, D, qsum, T, qsum, queries, T, qout);
-            add2(queries, queries, qout, T * D);
+            ops->add(queries, queries, qout, T * D);
         }
         ops->layernorm_forward(qsum, queries, L->norm1_w, L->norm1_b, T, D, FS_SAM_EPS_DEC);
-        memcpy(queries, qsum, T * D * sizeof *queries);
+        ops->copy(queries, qsum, T * D * sizeof *queries);
 
-        add2(qsum, queries, qpe, T * D);
-        add2(kpe, keys, pos, HW * D);
+        ops->add(qsum, queries, qpe, T * D);
+        ops->add(kpe, keys, pos, HW * D);
         attention(&w, &L->cross_t2i, I, qsum, T, kpe, keys, HW, qout);
-        add2(qsum, queries, qout, T * D);
+        ops->add(qsum, queries, qout, T * D);
         ops->layernorm_forward(queries, qsum, L->norm2_w, L->norm2_b, T, D, FS_SAM_EPS_DEC);
 
         ops->linear_forward(mh, queries, L->lin1.w, L->lin1.b, T, D, M);
         ops->relu_forward(mh, mh, T * M);
         ops->linear_forward(qout, mh, L->lin2.w, L->lin2.b, T, M, D);
-        add2(qsum, queries, qout, T * D);
+        ops->add(qsum, queries, qout, T * D);
         ops->layernorm_forward(queries, qsum, L->norm3_w, L->norm3_b, T, D, FS_SAM_EPS_DEC);
 
         /* image tokens attend to prompt tokens (kpe = keys + pos is still current) */
-        add2(qsum, queries, qpe, T * D);
+        ops->add(qsum, queries, qpe, T * D);
         attention(&w, &L->cross_i2t, I, kpe, HW, qsum, queries, T, kout);
-        add2(kpe, keys, kout, HW * D);
+        ops->add(kpe, keys, kout, HW * D);
         ops->layernorm_forward(keys, kpe, L->norm4_w, L->norm4_b, HW, D, FS_SAM_EPS_DEC);
     }
-    add2(qsum, queries, qpe, T * D);
-    add2(kpe, keys, pos, HW * D);
+    ops->add(qsum, queries, qpe, T * D);
+    ops->add(kpe, keys, pos, HW * D);
     attention(&w, &p->final_attn, I, qsum, T, kpe, keys, HW, qout);
-    add2(qsum, queries, qout, T * D);
+    ops->add(qsum, queries, qout, T * D);
     ops->layernorm_forward(queries, qsum, p->norm_final_w, p->norm_final_b, T, D, FS_SAM_EPS_DEC);
     fs_sam_tap(m, "decoder.hs", queries, 3, 1, T, D, 0);
     fs_sam_tap(m, "decoder.src", keys, 3, 1, HW, D, 0);
@@ -147,19 +149,20 @@ int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_
     fs_sam_tap_chw(m, "decoder.upscaled", up, 1, 4 * g, 4 * g, D / 8);
 
     /* hypernetwork per mask token, then masks = hyper_in @ upscaled */
-    size_t first = mode == FS_SAM_MASKS_MULTI ? 1 : 0, n = fs_sam_mask_count(m, mode);
     for (size_t i = 0; i < n; i++) {
         size_t t = first + i;
         mlp(ops, &p->hyper[t], 3, D, D, D / 8, queries + (1 + t) * D, hyper + i * (D / 8), h1, h2);
     }
     /* low[n, 16 HW] = hyper[n, D/8] @ up[16 HW, D/8]^T */
-    ops->linear_forward(low, hyper, up, NULL, n, D / 8, 16 * HW);
+    ops->linear_forward(masks, hyper, up, NULL, n, D / 8, 16 * HW);
     mlp(ops, &p->iou_head, c->iou_depth, D, c->iou_hidden, nm, queries, iou_all, h1, h3);
-    memcpy(iou, iou_all + first, n * sizeof *iou);
+    ops->download(low, masks, n * 16 * HW * sizeof *low);
+    ops->download(iou, iou_all + first, n * sizeof *iou);
     if (n_out) *n_out = n;
     rc = FS_OK;
 done:
-    free(mem);
+    fs_sam_mem(m)->free(mem);
+    free(sparse);
     return rc;
 }
 
@@ -168,14 +171,23 @@ int fs_sam_postprocess(const fs_sam *m, const fs_nn_ops *ops, const float *low, 
     size_t S = m->cfg.img_size, L = 4 * fs_sam_grid(&m->cfg);
     if (!in_h || !in_w || in_h > S || in_w > S || !orig_h || !orig_w)
         return fs_error("postprocess: input size %zux%zu does not fit %zux%zu", in_h, in_w, S, S);
-    float *full = malloc((S * S + in_h * in_w) * sizeof *full);
+    /* no parameters are read: any backend will do, data goes through its memory */
+    size_t total = S * S + in_h * in_w + (ops->device ? L * L + orig_h * orig_w : 0);
+    float *full = ops->alloc(total * sizeof *full);
     if (!full) return fs_error("out of memory postprocessing masks");
-    float *crop = full + S * S;
+    float *crop = full + S * S, *dlow = crop + in_h * in_w, *dout = dlow + L * L;
     for (size_t i = 0; i < n; i++) {
-        ops->resize_bilinear_forward(full, low + i * L * L, 1, L, L, S, S);
-        for (size_t y = 0; y < in_h; y++) memcpy(crop + y * in_w, full + y * S, in_w * sizeof *crop);
-        ops->resize_bilinear_forward(out + i * orig_h * orig_w, crop, 1, in_h, in_w, orig_h, orig_w);
+        const float *src = low + i * L * L;
+        float *dst = out + i * orig_h * orig_w;
+        if (ops->device) {
+            ops->upload(dlow, src, L * L * sizeof *dlow);
+            src = dlow;
+        }
+        ops->resize_bilinear_forward(full, src, 1, L, L, S, S);
+        ops->crop(crop, full, S, S, in_h, in_w);
+        ops->resize_bilinear_forward(ops->device ? dout : dst, crop, 1, in_h, in_w, orig_h, orig_w);
+        if (ops->device) ops->download(dst, dout, orig_h * orig_w * sizeof *dst);
     }
-    free(full);
+    ops->free(full);
     return FS_OK;
 }

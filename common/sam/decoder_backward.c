@@ -114,18 +114,15 @@ void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
     X->lt = fs_bump_take(b, r ? d.big : 0);
 }
 
-static void add2(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
+/* Every function below has its backend in ops. */
+#define ZERO(x, n) ops->zero((x), (n) * sizeof(float))
 
 /* Adapter a of the decoder (fs_lora.dec order), NULL without decoder
  * adapters; *g gets its gradients. */
 static const fs_lora_attn *dec_adapter(fs_train *t, size_t a, const fs_lora_attn **g) {
     if (a >= t->lora.n_dec_attn) return *g = NULL;
     *g = &t->dlgrad[a];
-    return &t->lora.dec[a];
+    return &t->dlora.dec[a];
 }
 
 /* out[M, N] += scale * (in[M, K] A[r, K]^T) B[N, r]^T (X->lu, X->lt scratch). */
@@ -133,7 +130,7 @@ static void lora_fwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, cons
                      const float *in, size_t M, size_t K, size_t N, float *out) {
     ops->linear_forward(X->lu, in, A, NULL, M, K, r);
     ops->linear_forward(X->lt, X->lu, B, NULL, M, r, N);
-    for (size_t i = 0; i < M * N; i++) out[i] += scale * X->lt[i];
+    ops->add_cols(out, N, 0, X->lt, scale, M, N);
 }
 
 /* The adjoint of lora_fwd: dA[r, K], dB[N, r] and din[M, K] accumulate
@@ -141,9 +138,9 @@ static void lora_fwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, cons
 static void lora_bwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, const float *B, float *dA, float *dB,
                      size_t r, float scale, const float *in, size_t M, size_t K, size_t N, const float *dout,
                      float *din) {
-    for (size_t i = 0; i < M * N; i++) X->lt[i] = scale * dout[i];
+    ops->take_cols(X->lt, dout, N, 0, scale, M, N);
     ops->linear_forward(X->lu, in, A, NULL, M, K, r);
-    zero(X->ldu, M * r);
+    ZERO(X->ldu, M * r);
     ops->linear_backward(X->ldu, dB, NULL, X->lt, X->lu, B, M, r, N);
     ops->linear_backward(din, dA, NULL, X->ldu, in, A, M, K, r);
 }
@@ -172,14 +169,14 @@ static void attn_bwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, c
                      const fs_sam_attn_params *G, const fs_lora_attn *la, const fs_lora_attn *lg, size_t r, float s,
                      const fs_train_attn_tape *a, const float *dout, float *dqin, float *dkin, float *dvin) {
     size_t hd = a->I / d->heads;
-    zero(X->dO, a->Nq * a->I);
+    ZERO(X->dO, a->Nq * a->I);
     ops->linear_backward(X->dO, G->out.w, G->out.b, dout, a->O, P->out.w, a->Nq, a->I, d->D);
     if (la)
         lora_bwd(ops, X, la->A[FS_LORA_DEC_OUT], la->B[FS_LORA_DEC_OUT], lg->A[FS_LORA_DEC_OUT],
                  lg->B[FS_LORA_DEC_OUT], r, s, a->O, a->Nq, a->I, d->D, dout, X->dO);
-    zero(X->dQ, a->Nq * a->I);
-    zero(X->dK, a->Nk * a->I);
-    zero(X->dV, a->Nk * a->I);
+    ZERO(X->dQ, a->Nq * a->I);
+    ZERO(X->dK, a->Nk * a->I);
+    ZERO(X->dV, a->Nk * a->I);
     ops->attention_backward(X->dQ, X->dK, X->dV, X->dO, a->Q, a->K, a->V, 1, a->Nq, a->Nk, d->heads, hd,
                             1.0f / sqrtf((float)hd));
     ops->linear_backward(dqin, G->q.w, G->q.b, X->dQ, a->qin, P->q.w, a->Nq, d->D, a->I);
@@ -198,12 +195,12 @@ static void attn_bwd(const fs_nn_ops *ops, const dec_dims *d, fs_train_dec *X, c
 void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed, const float *sparse, size_t Ns,
                           size_t first, size_t n, float *low) {
     const fs_sam_config *c = &t->m->cfg;
-    const fs_sam_params *p = &t->m->p;
+    const fs_sam_params *p = fs_sam_kp(t->m);
     fs_train_dec *X = &t->Dt;
     size_t T = 1 + fs_sam_num_masks(c) + Ns;
     dec_dims d = ddims(t, T);
     size_t D = d.D, HW = d.HW;
-    const float *pos = t->m->image_pe;
+    const float *pos = fs_sam_kpe(t->m);
     size_t lr = t->lora.cfg.rank;
     float ls = t->lora.cfg.scale;
     const fs_lora_attn *la, *lg;
@@ -211,12 +208,12 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     X->first = first;
     X->n = n;
 
-    memcpy(X->qpe, p->iou_token, D * sizeof *X->qpe);
-    memcpy(X->qpe + D, p->mask_tokens, d.nm * D * sizeof *X->qpe);
-    if (Ns) memcpy(X->qpe + (1 + d.nm) * D, sparse, Ns * D * sizeof *X->qpe);
-    memcpy(X->q[0], X->qpe, T * D * sizeof *X->qpe);
-    for (size_t i = 0; i < HW; i++)
-        for (size_t k = 0; k < D; k++) X->k[0][i * D + k] = embed[i * D + k] + p->no_mask[k];
+    ops->copy(X->qpe, p->iou_token, D * sizeof *X->qpe);
+    ops->copy(X->qpe + D, p->mask_tokens, d.nm * D * sizeof *X->qpe);
+    if (Ns) ops->copy(X->qpe + (1 + d.nm) * D, sparse, Ns * D * sizeof *X->qpe);
+    ops->copy(X->q[0], X->qpe, T * D * sizeof *X->qpe);
+    ops->copy(X->k[0], embed, HW * D * sizeof *X->k[0]);
+    ops->add_rows(X->k[0], p->no_mask, HW, D);
 
     for (size_t l = 0; l < c->dec_depth; l++) {
         fs_train_layer_tape *L = &X->L[l];
@@ -235,43 +232,43 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
             la = dec_adapter(t, 3 * l, &lg);
             attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
         } else {
-            add2(L->sa_in, q, X->qpe, T * D);
+            ops->add(L->sa_in, q, X->qpe, T * D);
             L->sa.qin = L->sa.kin = L->sa_in;
             L->sa.vin = q;
             la = dec_adapter(t, 3 * l, &lg);
             attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
-            add2(L->r1, q, L->r1, T * D);
+            ops->add(L->r1, q, L->r1, T * D);
         }
         ops->layernorm_forward(L->q1, L->r1, P->norm1_w, P->norm1_b, T, D, FS_SAM_EPS_DEC);
 
-        add2(L->t2i_q, L->q1, X->qpe, T * D);
-        add2(L->kpe, k, pos, HW * D);
+        ops->add(L->t2i_q, L->q1, X->qpe, T * D);
+        ops->add(L->kpe, k, pos, HW * D);
         L->t2i.qin = L->t2i_q;
         L->t2i.kin = L->kpe;
         L->t2i.vin = k;
         la = dec_adapter(t, 3 * l + 1, &lg);
         attn_fwd(ops, &d, X, &P->cross_t2i, la, lr, ls, &L->t2i, L->r2);
-        add2(L->r2, L->q1, L->r2, T * D);
+        ops->add(L->r2, L->q1, L->r2, T * D);
         ops->layernorm_forward(L->q2, L->r2, P->norm2_w, P->norm2_b, T, D, FS_SAM_EPS_DEC);
 
         ops->linear_forward(L->mh, L->q2, P->lin1.w, P->lin1.b, T, D, d.M);
         ops->relu_forward(L->mhr, L->mh, T * d.M);
         ops->linear_forward(L->r3, L->mhr, P->lin2.w, P->lin2.b, T, d.M, D);
-        add2(L->r3, L->q2, L->r3, T * D);
+        ops->add(L->r3, L->q2, L->r3, T * D);
         ops->layernorm_forward(X->q[l + 1], L->r3, P->norm3_w, P->norm3_b, T, D, FS_SAM_EPS_DEC);
 
-        add2(L->i2t_k, X->q[l + 1], X->qpe, T * D);
+        ops->add(L->i2t_k, X->q[l + 1], X->qpe, T * D);
         L->i2t.qin = L->kpe;
         L->i2t.kin = L->i2t_k;
         L->i2t.vin = X->q[l + 1];
         la = dec_adapter(t, 3 * l + 2, &lg);
         attn_fwd(ops, &d, X, &P->cross_i2t, la, lr, ls, &L->i2t, L->r4);
-        add2(L->r4, k, L->r4, HW * D);
+        ops->add(L->r4, k, L->r4, HW * D);
         ops->layernorm_forward(X->k[l + 1], L->r4, P->norm4_w, P->norm4_b, HW, D, FS_SAM_EPS_DEC);
     }
     size_t nd = c->dec_depth;
-    add2(X->f_q, X->q[nd], X->qpe, T * D);
-    add2(X->f_kpe, X->k[nd], pos, HW * D);
+    ops->add(X->f_q, X->q[nd], X->qpe, T * D);
+    ops->add(X->f_kpe, X->k[nd], pos, HW * D);
     X->fin.Nq = T;
     X->fin.Nk = HW;
     X->fin.I = d.I;
@@ -280,7 +277,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     X->fin.vin = X->k[nd];
     la = dec_adapter(t, 3 * nd, &lg);
     attn_fwd(ops, &d, X, &p->final_attn, la, lr, ls, &X->fin, X->r5);
-    add2(X->r5, X->q[nd], X->r5, T * D);
+    ops->add(X->r5, X->q[nd], X->r5, T * D);
     ops->layernorm_forward(X->hs, X->r5, p->norm_final_w, p->norm_final_b, T, D, FS_SAM_EPS_DEC);
 
     size_t g = fs_sam_grid(c);
@@ -304,7 +301,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
 
 void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow, float *dembed, float *dsparse) {
     const fs_sam_config *c = &t->m->cfg;
-    const fs_sam_params *p = &t->m->p;
+    const fs_sam_params *p = fs_sam_kp(t->m);
     const fs_sam_params *G = &t->G;
     fs_train_dec *X = &t->Dt;
     size_t T = X->T, nd = c->dec_depth, g = fs_sam_grid(c);
@@ -315,111 +312,110 @@ void fs_train_dec_backward(fs_train *t, const fs_nn_ops *ops, const float *dlow,
     const fs_lora_attn *la, *lg;
 
     /* masks = hyper[first..] @ up^T */
-    zero(X->dhyper, d.nm * d.D8);
-    zero(X->dup, 16 * HW * d.D8);
+    ZERO(X->dhyper, d.nm * d.D8);
+    ZERO(X->dup, 16 * HW * d.D8);
     ops->linear_backward(X->dhyper + X->first * d.D8, X->dup, NULL, dlow, X->hyper + X->first * d.D8, X->up, X->n,
                          d.D8, 16 * HW);
     /* hypernetworks of the used tokens (the others get no gradient) */
-    zero(X->dhs, T * D);
+    ZERO(X->dhs, T * D);
     for (size_t m = X->first; m < X->first + X->n; m++) {
         const fs_sam_mlp_params *H = &p->hyper[m];
         const fs_sam_mlp_params *GH = &G->hyper[m];
-        zero(X->dh2, D);
+        ZERO(X->dh2, D);
         ops->linear_backward(X->dh2, GH->layers[2].w, GH->layers[2].b, X->dhyper + m * d.D8, X->hy_r2 + m * D,
                              H->layers[2].w, 1, D, d.D8);
-        zero(X->dh1, D);
+        ZERO(X->dh1, D);
         ops->relu_backward(X->dh1, X->hy_a2 + m * D, X->dh2, D);
-        zero(X->dh2, D);
+        ZERO(X->dh2, D);
         ops->linear_backward(X->dh2, GH->layers[1].w, GH->layers[1].b, X->dh1, X->hy_r1 + m * D, H->layers[1].w, 1, D,
                              D);
-        zero(X->dh1, D);
+        ZERO(X->dh1, D);
         ops->relu_backward(X->dh1, X->hy_a1 + m * D, X->dh2, D);
         ops->linear_backward(X->dhs + (1 + m) * D, GH->layers[0].w, GH->layers[0].b, X->dh1, X->hs + (1 + m) * D,
                              H->layers[0].w, 1, D, D);
     }
     /* output upscaling */
-    zero(X->du2, 16 * HW * d.D8);
+    ZERO(X->du2, 16 * HW * d.D8);
     ops->gelu_backward(X->du2, X->u2, X->dup, 16 * HW * d.D8);
-    zero(X->du1g, 4 * HW * d.D4);
+    ZERO(X->du1g, 4 * HW * d.D4);
     ops->conv_transpose2x2_backward(X->du1g, G->up3_w, G->up3_b, X->du2, X->u1g, p->up3_w, 1, 2 * g, 2 * g, d.D4,
                                     d.D8);
-    zero(X->du1, 4 * HW * d.D4);
+    ZERO(X->du1, 4 * HW * d.D4);
     ops->gelu_backward(X->du1, X->u1, X->du1g, 4 * HW * d.D4);
-    zero(X->du0, 4 * HW * d.D4);
+    ZERO(X->du0, 4 * HW * d.D4);
     ops->layernorm_backward(X->du0, G->up1_w, G->up1_b, X->du1, X->u0, p->up1_w, 4 * HW, d.D4, FS_SAM_EPS_ENC);
-    zero(X->dk, HW * D);
+    ZERO(X->dk, HW * D);
     ops->conv_transpose2x2_backward(X->dk, G->up0_w, G->up0_b, X->du0, X->k[nd], p->up0_w, 1, g, g, D, d.D4);
 
     /* final attention: hs = LN(q + attn(q + qpe, k + pos, k)) */
-    zero(X->dr, T * D);
+    ZERO(X->dr, T * D);
     ops->layernorm_backward(X->dr, G->norm_final_w, G->norm_final_b, X->dhs, X->r5, p->norm_final_w, T, D,
                             FS_SAM_EPS_DEC);
-    memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
-    zero(X->dqpe, T * D);
-    zero(X->dt, T * D);
-    zero(X->dkpe, HW * D);
+    ops->copy(X->dq, X->dr, T * D * sizeof *X->dq);
+    ZERO(X->dqpe, T * D);
+    ZERO(X->dt, T * D);
+    ZERO(X->dkpe, HW * D);
     la = dec_adapter(t, 3 * nd, &lg);
     attn_bwd(ops, &d, X, &p->final_attn, &G->final_attn, la, lg, lr, ls, &X->fin, X->dr, X->dt, X->dkpe, X->dk);
-    add2(X->dq, X->dq, X->dt, T * D);
-    add2(X->dqpe, X->dqpe, X->dt, T * D);
-    add2(X->dk, X->dk, X->dkpe, HW * D);
+    ops->add(X->dq, X->dq, X->dt, T * D);
+    ops->add(X->dqpe, X->dqpe, X->dt, T * D);
+    ops->add(X->dk, X->dk, X->dkpe, HW * D);
 
     for (size_t l = nd; l-- > 0;) {
         const fs_train_layer_tape *L = &X->L[l];
         const fs_sam_twoway_params *P = &p->layers[l], *GL = &G->layers[l];
         /* dq: d queries out of layer l; dk: d keys out */
         /* image to token: keys = LN4(k + attn(k + pos, q3 + qpe, q3)) */
-        zero(X->dr, HW * D);
+        ZERO(X->dr, HW * D);
         ops->layernorm_backward(X->dr, GL->norm4_w, GL->norm4_b, X->dk, L->r4, P->norm4_w, HW, D, FS_SAM_EPS_DEC);
-        memcpy(X->dk, X->dr, HW * D * sizeof *X->dk);
-        zero(X->dkpe, HW * D);
-        zero(X->dt, T * D);
+        ops->copy(X->dk, X->dr, HW * D * sizeof *X->dk);
+        ZERO(X->dkpe, HW * D);
+        ZERO(X->dt, T * D);
         la = dec_adapter(t, 3 * l + 2, &lg);
         attn_bwd(ops, &d, X, &P->cross_i2t, &GL->cross_i2t, la, lg, lr, ls, &L->i2t, X->dr, X->dkpe, X->dt, X->dq);
-        add2(X->dq, X->dq, X->dt, T * D);
-        add2(X->dqpe, X->dqpe, X->dt, T * D);
+        ops->add(X->dq, X->dq, X->dt, T * D);
+        ops->add(X->dqpe, X->dqpe, X->dt, T * D);
         /* MLP: q3 = LN3(q2 + lin2(relu(lin1(q2)))) */
-        zero(X->dr, T * D);
+        ZERO(X->dr, T * D);
         ops->layernorm_backward(X->dr, GL->norm3_w, GL->norm3_b, X->dq, L->r3, P->norm3_w, T, D, FS_SAM_EPS_DEC);
-        memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
-        zero(X->dmhr, T * d.M);
+        ops->copy(X->dq, X->dr, T * D * sizeof *X->dq);
+        ZERO(X->dmhr, T * d.M);
         ops->linear_backward(X->dmhr, GL->lin2.w, GL->lin2.b, X->dr, L->mhr, P->lin2.w, T, d.M, D);
-        zero(X->dmh, T * d.M);
+        ZERO(X->dmh, T * d.M);
         ops->relu_backward(X->dmh, L->mh, X->dmhr, T * d.M);
         ops->linear_backward(X->dq, GL->lin1.w, GL->lin1.b, X->dmh, L->q2, P->lin1.w, T, D, d.M);
         /* token to image: q2 = LN2(q1 + attn(q1 + qpe, k + pos, k)) */
-        zero(X->dr, T * D);
+        ZERO(X->dr, T * D);
         ops->layernorm_backward(X->dr, GL->norm2_w, GL->norm2_b, X->dq, L->r2, P->norm2_w, T, D, FS_SAM_EPS_DEC);
-        memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
-        zero(X->dt, T * D);
+        ops->copy(X->dq, X->dr, T * D * sizeof *X->dq);
+        ZERO(X->dt, T * D);
         la = dec_adapter(t, 3 * l + 1, &lg);
         attn_bwd(ops, &d, X, &P->cross_t2i, &GL->cross_t2i, la, lg, lr, ls, &L->t2i, X->dr, X->dt, X->dkpe, X->dk);
-        add2(X->dq, X->dq, X->dt, T * D);
-        add2(X->dqpe, X->dqpe, X->dt, T * D);
-        add2(X->dk, X->dk, X->dkpe, HW * D); /* kpe = k + pos, shared by both cross attentions */
+        ops->add(X->dq, X->dq, X->dt, T * D);
+        ops->add(X->dqpe, X->dqpe, X->dt, T * D);
+        ops->add(X->dk, X->dk, X->dkpe, HW * D); /* kpe = k + pos, shared by both cross attentions */
         /* self-attention: q1 = LN1(attn(q, q, q)) (layer 0) or LN1(q + attn(q + qpe, q + qpe, q)) */
-        zero(X->dr, T * D);
+        ZERO(X->dr, T * D);
         ops->layernorm_backward(X->dr, GL->norm1_w, GL->norm1_b, X->dq, L->r1, P->norm1_w, T, D, FS_SAM_EPS_DEC);
         la = dec_adapter(t, 3 * l, &lg);
         if (l == 0) {
-            zero(X->dq, T * D);
+            ZERO(X->dq, T * D);
             attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, la, lg, lr, ls, &L->sa, X->dr, X->dq, X->dq, X->dq);
         } else {
-            memcpy(X->dq, X->dr, T * D * sizeof *X->dq);
-            zero(X->dt, T * D);
+            ops->copy(X->dq, X->dr, T * D * sizeof *X->dq);
+            ZERO(X->dt, T * D);
             attn_bwd(ops, &d, X, &P->self_attn, &GL->self_attn, la, lg, lr, ls, &L->sa, X->dr, X->dt, X->dt, X->dq);
-            add2(X->dq, X->dq, X->dt, T * D);
-            add2(X->dqpe, X->dqpe, X->dt, T * D);
+            ops->add(X->dq, X->dq, X->dt, T * D);
+            ops->add(X->dqpe, X->dqpe, X->dt, T * D);
         }
     }
     /* the tokens were both the first queries and the query pe */
-    add2(X->dq, X->dq, X->dqpe, T * D);
-    if (G->iou_token) add2(G->iou_token, G->iou_token, X->dq, D);
-    if (G->mask_tokens) add2(G->mask_tokens, G->mask_tokens, X->dq + D, d.nm * D);
-    if (dsparse) memcpy(dsparse, X->dq + (1 + d.nm) * D, (T - 1 - d.nm) * D * sizeof *dsparse);
+    ops->add(X->dq, X->dq, X->dqpe, T * D);
+    if (G->iou_token) ops->add(G->iou_token, G->iou_token, X->dq, D);
+    if (G->mask_tokens) ops->add(G->mask_tokens, G->mask_tokens, X->dq + D, d.nm * D);
+    if (dsparse) ops->copy(dsparse, X->dq + (1 + d.nm) * D, (T - 1 - d.nm) * D * sizeof *dsparse);
     /* keys = embed + no_mask_embed, the dense embedding broadcast over the grid */
-    add2(dembed, dembed, X->dk, HW * D);
-    if (G->no_mask)
-        for (size_t i = 0; i < HW; i++) add2(G->no_mask, G->no_mask, X->dk + i * D, D);
+    ops->add(dembed, dembed, X->dk, HW * D);
+    if (G->no_mask) ops->sum_rows(G->no_mask, X->dk, HW, D);
 }
 

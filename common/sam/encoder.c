@@ -29,9 +29,9 @@ static size_t padded_grid(const fs_sam_config *c) {
     return gp > g ? gp : g;
 }
 
-void fs_sam_encoder_acts_free(fs_sam_encoder_acts *a) {
-    free(a->mem);
-    memset(a, 0, sizeof *a);
+void fs_sam_encoder_acts_free(fs_sam *m) {
+    fs_sam_mem(m)->free(m->acts.mem);
+    memset(&m->acts, 0, sizeof m->acts);
 }
 
 /* Sizes the activation arena for batch B (kept when already large enough). */
@@ -39,60 +39,29 @@ static int acts_ensure(fs_sam *m, size_t B) {
     fs_sam_encoder_acts *a = &m->acts;
     if (a->mem && a->batch >= B) return FS_OK;
     const fs_sam_config *c = &m->cfg;
-    size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans;
-    size_t tok = g * g, ptok = gp * gp;
-    size_t sizes[] = {B * tok * C, tok * C, ptok * C, ptok * 3 * C, ptok * C, tok * c->mlp_ratio * C, tok * D, tok * D};
+    size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans, S = c->img_size;
+    size_t tok = g * g, ptok = gp * gp, dev = m->dev != NULL;
+    size_t sizes[] = {B * tok * C, tok * C,    ptok * C,          ptok * 3 * C,  ptok * C,
+                      tok * c->mlp_ratio * C, tok * D, tok * D, dev * B * 3 * S * S, dev * B * tok * D};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
-    fs_sam_encoder_acts_free(a);
-    float *mem = malloc(total * sizeof *mem);
-    if (!mem) return fs_error("out of memory for the image encoder's activations (%zu floats, batch %zu)", total, B);
+    fs_sam_encoder_acts_free(m);
+    float *mem = fs_sam_dalloc(m, total, "the image encoder's activations");
+    if (!mem) return FS_ERR;
     a->mem = mem;
     a->batch = B;
-    float **ptr[] = {&a->x, &a->xn, &a->win, &a->qkv, &a->att, &a->hid, &a->n1, &a->n2};
+    float **ptr[] = {&a->x, &a->xn, &a->win, &a->qkv, &a->att, &a->hid, &a->n1, &a->n2, &a->pre, &a->emb};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        *ptr[i] = mem;
+        *ptr[i] = sizes[i] ? mem : NULL;
         mem += sizes[i];
     }
     return FS_OK;
 }
 
-/* xn[B, g, g, C] -> win[B * nw * nw, ws, ws, C], zero-padded to nw*ws (window_partition). */
-static void window_partition(float *win, const float *xn, size_t B, size_t g, size_t ws, size_t C) {
-    size_t nw = (g + ws - 1) / ws;
-    for (size_t b = 0; b < B; b++)
-        for (size_t wy = 0; wy < nw; wy++)
-            for (size_t wx = 0; wx < nw; wx++)
-                for (size_t iy = 0; iy < ws; iy++)
-                    for (size_t ix = 0; ix < ws; ix++) {
-                        size_t y = wy * ws + iy, x = wx * ws + ix;
-                        float *dst = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
-                        if (y < g && x < g) memcpy(dst, xn + ((b * g + y) * g + x) * C, C * sizeof *dst);
-                        else memset(dst, 0, C * sizeof *dst);
-                    }
-}
-
-/* x[B, g, g, C] += win[B * nw * nw, ws, ws, C] cropped (window_unpartition + residual). */
-static void window_unpartition_add(float *x, const float *win, size_t B, size_t g, size_t ws, size_t C) {
-    size_t nw = (g + ws - 1) / ws;
-    for (size_t b = 0; b < B; b++)
-        for (size_t y = 0; y < g; y++)
-            for (size_t xx = 0; xx < g; xx++) {
-                size_t wy = y / ws, wx = xx / ws, iy = y % ws, ix = xx % ws;
-                const float *src = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
-                float *dst = x + ((b * g + y) * g + xx) * C;
-                for (size_t c = 0; c < C; c++) dst[c] += src[c];
-            }
-}
-
-static void add_inplace(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 /* One encoder Block on x[g, g, C] (one image of the batch's stream). */
 static void block_forward(fs_sam *m, const fs_nn_ops *ops, size_t i, float *x) {
     const fs_sam_config *c = &m->cfg;
-    const fs_sam_block_params *bp = &m->p.blocks[i];
+    const fs_sam_block_params *bp = &fs_sam_kp(m)->blocks[i];
     fs_sam_encoder_acts *a = &m->acts;
     size_t g = fs_sam_grid(c), C = c->embed_dim, H = c->num_heads, hd = fs_sam_head_dim(c);
     size_t tok = g * g, hidden = c->mlp_ratio * C;
@@ -103,36 +72,43 @@ static void block_forward(fs_sam *m, const fs_nn_ops *ops, size_t i, float *x) {
         ops->linear_forward(a->qkv, a->xn, bp->qkv.w, bp->qkv.b, tok, C, 3 * C);
         ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, 1, g, g, H, hd, scale);
         ops->linear_forward(a->xn, a->att, bp->proj.w, bp->proj.b, tok, C, C);
-        add_inplace(x, a->xn, tok * C);
+        ops->add(x, x, a->xn, tok * C);
     } else {
         /* padding comes after norm1 and is not masked: the zero tokens take
          * part in every padded window's attention, as in the official code */
         size_t ws = c->window_size, nw = (g + ws - 1) / ws, nwin = nw * nw, wtok = nwin * ws * ws;
-        window_partition(a->win, a->xn, 1, g, ws, C);
+        ops->window_partition(a->win, a->xn, 1, g, ws, C);
         ops->linear_forward(a->qkv, a->win, bp->qkv.w, bp->qkv.b, wtok, C, 3 * C);
         ops->attention_relpos_forward(a->att, a->qkv, bp->rel_pos_h, bp->rel_pos_w, nwin, ws, ws, H, hd, scale);
         ops->linear_forward(a->win, a->att, bp->proj.w, bp->proj.b, wtok, C, C);
-        window_unpartition_add(x, a->win, 1, g, ws, C);
+        ops->window_unpartition(x, a->win, 1, g, ws, C, 1);
     }
     ops->layernorm_forward(a->xn, x, bp->norm2_w, bp->norm2_b, tok, C, FS_SAM_EPS_ENC);
     ops->linear_forward(a->hid, a->xn, bp->lin1.w, bp->lin1.b, tok, C, hidden);
     ops->gelu_forward(a->hid, a->hid, tok * hidden);
     ops->linear_forward(a->xn, a->hid, bp->lin2.w, bp->lin2.b, tok, hidden, C);
-    add_inplace(x, a->xn, tok * C);
+    ops->add(x, x, a->xn, tok * C);
 }
 
 int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, float *embed) {
     if (!B) return FS_OK;
-    if (acts_ensure(m, B)) return FS_ERR;
+    if (fs_sam_ensure_bound(m, ops) || acts_ensure(m, B)) return FS_ERR;
     const fs_sam_config *c = &m->cfg;
-    const fs_sam_params *p = &m->p;
+    const fs_sam_params *p = fs_sam_kp(m);
     fs_sam_encoder_acts *a = &m->acts;
     size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = g * g;
+    const float *in = pre;
+    float *out = embed;
+    if (m->dev) {
+        ops->upload(a->pre, pre, B * 3 * S * S * sizeof *pre);
+        in = a->pre;
+        out = a->emb;
+    }
 
-    fs_sam_tap(m, "preprocessed", pre, 4, B, 3, S, S);
-    ops->patch_embed_forward(a->x, pre, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
+    fs_sam_tap(m, "preprocessed", in, 4, B, 3, S, S);
+    ops->patch_embed_forward(a->x, in, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
     fs_sam_tap(m, "patch_embed", a->x, 4, B, g, g, C);
-    for (size_t b = 0; b < B; b++) add_inplace(a->x + b * g * g * C, p->pos_embed, g * g * C);
+    ops->add_rows(a->x, p->pos_embed, B, tok * C);
     for (size_t i = 0; i < c->depth; i++) {
         for (size_t b = 0; b < B; b++) block_forward(m, ops, i, a->x + b * tok * C);
         if (m->tap) {
@@ -146,9 +122,10 @@ int fs_sam_encode(fs_sam *m, const fs_nn_ops *ops, const float *pre, size_t B, f
         ops->linear_forward(a->n1, a->x + b * tok * C, p->neck0_w, NULL, tok, C, D);
         ops->layernorm_forward(a->n2, a->n1, p->neck1_w, p->neck1_b, tok, D, FS_SAM_EPS_ENC);
         ops->conv3x3_forward(a->n1, a->n2, p->neck2_w, 1, g, g, D, D);
-        ops->layernorm_forward(embed + b * tok * D, a->n1, p->neck3_w, p->neck3_b, tok, D, FS_SAM_EPS_ENC);
+        ops->layernorm_forward(out + b * tok * D, a->n1, p->neck3_w, p->neck3_b, tok, D, FS_SAM_EPS_ENC);
     }
-    fs_sam_tap_chw(m, "image_embeddings", embed, B, g, g, D);
+    fs_sam_tap_chw(m, "image_embeddings", out, B, g, g, D);
+    if (m->dev) ops->download(embed, out, B * tok * D * sizeof *embed);
     return FS_OK;
 }
 

@@ -56,37 +56,7 @@ void fs_train_enc_layout(fs_train *t, fs_bump *b, size_t cap) {
     E->lu = fs_bump_take(b, Mp * r);
     E->ldu = fs_bump_take(b, Mp * r);
     E->lt = fs_bump_take(b, Mp * (hid > C ? hid : C));
-}
-
-/* xn[B, g, g, C] -> win[B * nw * nw, ws, ws, C], zero-padded (window_partition). */
-static void partition(float *win, const float *xn, size_t B, size_t g, size_t ws, size_t C) {
-    size_t nw = (g + ws - 1) / ws;
-    for (size_t b = 0; b < B; b++)
-        for (size_t wy = 0; wy < nw; wy++)
-            for (size_t wx = 0; wx < nw; wx++)
-                for (size_t iy = 0; iy < ws; iy++)
-                    for (size_t ix = 0; ix < ws; ix++) {
-                        size_t y = wy * ws + iy, x = wx * ws + ix;
-                        float *dst = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
-                        if (y < g && x < g) memcpy(dst, xn + ((b * g + y) * g + x) * C, C * sizeof *dst);
-                        else memset(dst, 0, C * sizeof *dst);
-                    }
-}
-
-/* x[B, g, g, C] (+)= win cropped (window_unpartition); add 0 overwrites. */
-static void unpartition(float *x, const float *win, size_t B, size_t g, size_t ws, size_t C, int add) {
-    size_t nw = (g + ws - 1) / ws;
-    for (size_t b = 0; b < B; b++)
-        for (size_t y = 0; y < g; y++)
-            for (size_t xx = 0; xx < g; xx++) {
-                size_t wy = y / ws, wx = xx / ws, iy = y % ws, ix = xx % ws;
-                const float *src = win + ((((b * nw + wy) * nw + wx) * ws + iy) * ws + ix) * C;
-                float *dst = x + ((b * g + y) * g + xx) * C;
-                if (add)
-                    for (size_t c = 0; c < C; c++) dst[c] += src[c];
-                else
-                    memcpy(dst, src, C * sizeof *dst);
-            }
+    E->pre_buf = t->m->dev ? fs_bump_take(b, cap * 3 * c->img_size * c->img_size) : NULL;
 }
 
 /* out[M, ldo] columns off .. off+N-1 += scale * (in[M, K] A[r, K]^T) B[N, r]^T;
@@ -95,8 +65,7 @@ static void lora_fwd(const fs_nn_ops *ops, const float *A, const float *B, size_
                      size_t M, size_t K, size_t N, float *out, size_t ldo, size_t off, float *u, float *tmp) {
     ops->linear_forward(u, in, A, NULL, M, K, r);
     ops->linear_forward(tmp, u, B, NULL, M, r, N);
-    for (size_t m = 0; m < M; m++)
-        for (size_t j = 0; j < N; j++) out[m * ldo + off + j] += scale * tmp[m * N + j];
+    ops->add_cols(out, ldo, off, tmp, scale, M, N);
 }
 
 /* The adjoint of lora_fwd for the columns off .. off+N-1 of dout[M, ldd]:
@@ -104,10 +73,9 @@ static void lora_fwd(const fs_nn_ops *ops, const float *A, const float *B, size_
 static void lora_bwd(const fs_nn_ops *ops, const float *A, const float *B, float *dA, float *dB, size_t r, float scale,
                      const float *in, size_t M, size_t K, size_t N, const float *dout, size_t ldd, size_t off,
                      float *din, float *u, float *du, float *tmp) {
-    for (size_t m = 0; m < M; m++)
-        for (size_t j = 0; j < N; j++) tmp[m * N + j] = scale * dout[m * ldd + off + j];
+    ops->take_cols(tmp, dout, ldd, off, scale, M, N);
     ops->linear_forward(u, in, A, NULL, M, K, r);
-    memset(du, 0, M * r * sizeof *du);
+    ops->zero(du, M * r * sizeof *du);
     ops->linear_backward(du, dB, NULL, tmp, u, B, M, r, N);
     ops->linear_backward(din, dA, NULL, du, in, A, M, K, r);
 }
@@ -149,8 +117,8 @@ static blk_dims dims(const fs_train *t, size_t i, size_t B) {
 /* One block on x_in[B, g, g, C] -> x_out, filling s. */
 static void block_fwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B, const float *x_in, float *x_out,
                       const fs_train_block_saved *s) {
-    const fs_sam_block_params *bp = &t->m->p.blocks[i];
-    const fs_lora_block *lb = &t->lora.blocks[i];
+    const fs_sam_block_params *bp = &fs_sam_kp(t->m)->blocks[i];
+    const fs_lora_block *lb = &t->dlora.blocks[i];
     fs_train_enc *E = &t->E;
     blk_dims d = dims(t, i, B);
     size_t C = d.C;
@@ -159,7 +127,7 @@ static void block_fwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B, con
     const float *xq = E->xn;
     if (!d.global) {
         /* padding after norm1, unmasked: as the official code */
-        partition(E->win, E->xn, B, d.g, d.ws, C);
+        ops->window_partition(E->win, E->xn, B, d.g, d.ws, C);
         xq = E->win;
     }
     ops->linear_forward(s->qkv, xq, bp->qkv.w, bp->qkv.b, d.Mq, C, 3 * C);
@@ -170,11 +138,9 @@ static void block_fwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B, con
     if (lb->A[FS_LORA_PROJ])
         lora_fwd(ops, lb->A[FS_LORA_PROJ], lb->B[FS_LORA_PROJ], d.r, d.lscale, s->att, d.Mq, C, C, E->ytmp, C, 0, E->lu,
                  E->lt);
-    memcpy(s->x_mid, x_in, d.M * C * sizeof *x_in);
-    if (d.global)
-        for (size_t k = 0; k < d.M * C; k++) s->x_mid[k] += E->ytmp[k];
-    else
-        unpartition(s->x_mid, E->ytmp, B, d.g, d.ws, C, 1);
+    ops->copy(s->x_mid, x_in, d.M * C * sizeof *x_in);
+    if (d.global) ops->add(s->x_mid, s->x_mid, E->ytmp, d.M * C);
+    else ops->window_unpartition(s->x_mid, E->ytmp, B, d.g, d.ws, C, 1);
 
     ops->layernorm_forward(E->xn, s->x_mid, bp->norm2_w, bp->norm2_b, d.M, C, FS_SAM_EPS_ENC);
     ops->linear_forward(s->h_pre, E->xn, bp->lin1.w, bp->lin1.b, d.M, C, d.hid);
@@ -186,19 +152,18 @@ static void block_fwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B, con
     if (lb->A[FS_LORA_LIN2])
         lora_fwd(ops, lb->A[FS_LORA_LIN2], lb->B[FS_LORA_LIN2], d.r, d.lscale, E->h, d.M, d.hid, C, E->ytmp, C, 0, E->lu,
                  E->lt);
-    for (size_t k = 0; k < d.M * C; k++) x_out[k] = s->x_mid[k] + E->ytmp[k];
+    ops->add(x_out, s->x_mid, E->ytmp, d.M * C);
 }
 
 void fs_train_enc_forward(fs_train *t, const fs_nn_ops *ops, const float *pre, size_t B) {
     const fs_sam_config *c = &t->m->cfg;
-    const fs_sam_params *p = &t->m->p;
+    const fs_sam_params *p = fs_sam_kp(t->m);
     fs_train_enc *E = &t->E;
     size_t S = c->img_size, g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, tok = g * g, M = B * tok;
 
     E->pre = pre;
     ops->patch_embed_forward(E->xs[0], pre, p->patch.w, p->patch.b, B, 3, S, S, c->patch_size, C);
-    for (size_t b = 0; b < B; b++)
-        for (size_t k = 0; k < tok * C; k++) E->xs[0][b * tok * C + k] += p->pos_embed[k];
+    ops->add_rows(E->xs[0], p->pos_embed, B, tok * C);
     for (size_t i = 0; i < c->depth; i++) block_fwd(t, ops, i, B, E->xs[i], E->xs[i + 1], &E->saved[i]);
     /* neck: 1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d */
     ops->linear_forward(E->n1, E->xs[c->depth], p->neck0_w, NULL, M, C, D);
@@ -209,8 +174,8 @@ void fs_train_enc_forward(fs_train *t, const fs_nn_ops *ops, const float *pre, s
 
 /* dx[B*g*g, C]: the gradient of block i's output in, of its input out. */
 static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
-    const fs_sam_block_params *bp = &t->m->p.blocks[i], *gp = &t->G.blocks[i];
-    const fs_lora_block *lb = &t->lora.blocks[i], *lg = &t->lgrad[i];
+    const fs_sam_block_params *bp = &fs_sam_kp(t->m)->blocks[i], *gp = &t->G.blocks[i];
+    const fs_lora_block *lb = &t->dlora.blocks[i], *lg = &t->lgrad[i];
     fs_train_enc *E = &t->E;
     const fs_train_block_saved *s = &E->saved[i];
     blk_dims d = dims(t, i, B);
@@ -223,15 +188,15 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
     /* MLP: x_out = x_mid + lin2(gelu(lin1(LN2(x_mid)))) */
     ops->layernorm_forward(E->xn, s->x_mid, bp->norm2_w, bp->norm2_b, d.M, C, FS_SAM_EPS_ENC);
     ops->gelu_forward(E->h, s->h_pre, d.M * d.hid);
-    memset(E->dh, 0, d.M * d.hid * sizeof *E->dh);
+    ops->zero(E->dh, d.M * d.hid * sizeof *E->dh);
     ops->linear_backward(E->dh, gp->lin2.w, gp->lin2.b, dx, E->h, bp->lin2.w, d.M, d.hid, C);
     if (lb->A[FS_LORA_LIN2])
         lora_bwd(ops, lb->A[FS_LORA_LIN2], lb->B[FS_LORA_LIN2], lg->A[FS_LORA_LIN2], lg->B[FS_LORA_LIN2], d.r, d.lscale,
                  E->h, d.M, d.hid, C, dx, C, 0, E->dh, E->lu, E->ldu, E->lt);
     float *dhp = E->h; /* the GELU output is no longer needed */
-    memset(dhp, 0, d.M * d.hid * sizeof *dhp);
+    ops->zero(dhp, d.M * d.hid * sizeof *dhp);
     ops->gelu_backward(dhp, s->h_pre, E->dh, d.M * d.hid);
-    memset(E->dxn, 0, d.M * C * sizeof *E->dxn);
+    ops->zero(E->dxn, d.M * C * sizeof *E->dxn);
     ops->linear_backward(E->dxn, gp->lin1.w, gp->lin1.b, dhp, E->xn, bp->lin1.w, d.M, C, d.hid);
     if (lb->A[FS_LORA_LIN1])
         lora_bwd(ops, lb->A[FS_LORA_LIN1], lb->B[FS_LORA_LIN1], lg->A[FS_LORA_LIN1], lg->B[FS_LORA_LIN1], d.r, d.lscale,
@@ -240,26 +205,26 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
     /* dx is now d x_mid. Attention: x_mid = x_in + proj(attn(qkv(LN1(x_in)))) */
     const float *dy = dx;
     if (!d.global) {
-        partition(E->dwin, dx, B, d.g, d.ws, C); /* the cropped padding gets no gradient */
+        ops->window_partition(E->dwin, dx, B, d.g, d.ws, C); /* the cropped padding gets no gradient */
         dy = E->dwin;
     }
-    memset(E->datt, 0, d.Mq * C * sizeof *E->datt);
+    ops->zero(E->datt, d.Mq * C * sizeof *E->datt);
     ops->linear_backward(E->datt, gp->proj.w, gp->proj.b, dy, s->att, bp->proj.w, d.Mq, C, C);
     if (lb->A[FS_LORA_PROJ])
         lora_bwd(ops, lb->A[FS_LORA_PROJ], lb->B[FS_LORA_PROJ], lg->A[FS_LORA_PROJ], lg->B[FS_LORA_PROJ], d.r, d.lscale,
                  s->att, d.Mq, C, C, dy, C, 0, E->datt, E->lu, E->ldu, E->lt);
-    memset(E->dqkv, 0, d.Mq * 3 * C * sizeof *E->dqkv);
+    ops->zero(E->dqkv, d.Mq * 3 * C * sizeof *E->dqkv);
     ops->attention_relpos_backward(E->dqkv, gp->rel_pos_h, gp->rel_pos_w, E->datt, s->qkv, bp->rel_pos_h, bp->rel_pos_w, d.Bn, d.Hg, d.Hg,
                                    d.H, d.hd, d.scale);
     ops->layernorm_forward(E->xn, x_in, bp->norm1_w, bp->norm1_b, d.M, C, FS_SAM_EPS_ENC);
     const float *xq = E->xn;
     float *dxq = E->dxn;
     if (!d.global) {
-        partition(E->win, E->xn, B, d.g, d.ws, C);
+        ops->window_partition(E->win, E->xn, B, d.g, d.ws, C);
         xq = E->win;
         dxq = E->dwin; /* dy is consumed */
     }
-    memset(dxq, 0, d.Mq * C * sizeof *dxq);
+    ops->zero(dxq, d.Mq * C * sizeof *dxq);
     /* padded tokens are zeros after norm1: no weight gradient, but their
      * qkv is the bias, which gets theirs */
     ops->linear_backward(dxq, gp->qkv.w, gp->qkv.b, E->dqkv, xq, bp->qkv.w, d.Mq, C, 3 * C);
@@ -267,29 +232,29 @@ static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
         if (lb->A[p])
             lora_bwd(ops, lb->A[p], lb->B[p], lg->A[p], lg->B[p], d.r, d.lscale, xq, d.Mq, C, C, E->dqkv, 3 * C,
                      (size_t)p * C, dxq, E->lu, E->ldu, E->lt);
-    if (!d.global) unpartition(E->dxn, dxq, B, d.g, d.ws, C, 0);
+    if (!d.global) ops->window_unpartition(E->dxn, dxq, B, d.g, d.ws, C, 0);
     ops->layernorm_backward(dx, gp->norm1_w, gp->norm1_b, E->dxn, x_in, bp->norm1_w, d.M, C, FS_SAM_EPS_ENC);
 }
 
 void fs_train_enc_backward(fs_train *t, const fs_nn_ops *ops, size_t B) {
     fs_sam *m = t->m;
     const fs_sam_config *c = &m->cfg;
-    const fs_sam_params *p = &m->p, *G = &t->G;
+    const fs_sam_params *p = fs_sam_kp(m), *G = &t->G;
     fs_train_enc *E = &t->E;
     size_t g = fs_sam_grid(c), C = c->embed_dim, D = c->out_chans, M = B * g * g;
 
     fs_sam_tap_chw(m, "grad.act.image_embeddings", E->dembed, B, g, g, D);
     /* neck backward; n2 is recomputed from n1 */
     float *dn3 = E->dxn, *dn = E->n2;
-    memset(dn3, 0, M * D * sizeof *dn3);
+    ops->zero(dn3, M * D * sizeof *dn3);
     ops->layernorm_backward(dn3, G->neck3_w, G->neck3_b, E->dembed, E->n3, p->neck3_w, M, D, FS_SAM_EPS_ENC);
     ops->layernorm_forward(dn, E->n1, p->neck1_w, p->neck1_b, M, D, FS_SAM_EPS_ENC);
     float *dn2 = E->n3; /* n3 is consumed */
-    memset(dn2, 0, M * D * sizeof *dn2);
+    ops->zero(dn2, M * D * sizeof *dn2);
     ops->conv3x3_backward(dn2, G->neck2_w, dn3, dn, p->neck2_w, B, g, g, D, D);
-    memset(dn3, 0, M * D * sizeof *dn3);
+    ops->zero(dn3, M * D * sizeof *dn3);
     ops->layernorm_backward(dn3, G->neck1_w, G->neck1_b, dn2, E->n1, p->neck1_w, M, D, FS_SAM_EPS_ENC);
-    memset(E->dx, 0, M * C * sizeof *E->dx);
+    ops->zero(E->dx, M * C * sizeof *E->dx);
     ops->linear_backward(E->dx, G->neck0_w, NULL, dn3, E->xs[c->depth], p->neck0_w, M, C, D);
     for (size_t i = c->depth; i-- > 0;) {
         if (m->tap) {
@@ -301,9 +266,7 @@ void fs_train_enc_backward(fs_train *t, const fs_nn_ops *ops, size_t B) {
     }
     /* xs[0] = patch_embed(pre) + pos_embed, pos_embed shared by the batch */
     size_t tok = g * g;
-    if (G->pos_embed)
-        for (size_t b = 0; b < B; b++)
-            for (size_t k = 0; k < tok * C; k++) G->pos_embed[k] += E->dx[b * tok * C + k];
+    if (G->pos_embed) ops->sum_rows(G->pos_embed, E->dx, B, tok * C);
     if (G->patch.w || G->patch.b)
         ops->patch_embed_backward(NULL, G->patch.w, G->patch.b, E->dx, E->pre, p->patch.w, B, 3, c->img_size,
                                   c->img_size, c->patch_size, C);

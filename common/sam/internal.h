@@ -17,6 +17,17 @@ void fs_sam_tap_chw(const fs_sam *m, const char *name, const float *x, size_t B,
 
 /* The dense positional encoding pe[g, g, D] (PositionEmbeddingRandom.forward). */
 void fs_sam_dense_pe(const fs_sam *m, float *pe);
-void fs_sam_encoder_acts_free(fs_sam_encoder_acts *a);
+void fs_sam_encoder_acts_free(fs_sam *m);
+
+/* The backend whose memory holds the model's tensors (a host one when unbound). */
+static inline const fs_nn_ops *fs_sam_mem(const fs_sam *m) { return m->dev ? m->dev : &fs_nn_cpu; }
+/* The parameters and positional encoding the kernels read. */
+static inline const fs_sam_params *fs_sam_kp(const fs_sam *m) { return m->dev ? &m->dp : &m->p; }
+static inline const float *fs_sam_kpe(const fs_sam *m) { return m->dev ? m->d_image_pe : m->image_pe; }
+/* Binds m where ops runs when it is not there yet (a device backend, or a
+ * host backend for a model bound to a device). */
+int fs_sam_ensure_bound(fs_sam *m, const fs_nn_ops *ops);
+/* Backend memory of n floats (zeroed), NULL with the error set. */
+float *fs_sam_dalloc(const fs_sam *m, size_t n, const char *what);
 
 #endif

@@ -2,6 +2,9 @@
  * code computes it (facebookresearch/segment-anything), on float32 with the
  * kernels of any fs_nn_ops backend.
  *
+ * Every pointer these calls take is host memory, whatever the backend: a
+ * device backend gets its inputs copied in and its results copied out.
+ *
  * Layouts: images channels-first [B, 3, H, W] as torch; image embeddings
  * channels-last [B, g, g, D] (g = img_size / patch_size, D = out_chans),
  * the layout the decoder consumes; masks [n, H, W] row-major.
@@ -38,14 +41,23 @@ typedef struct {
     float *att; /* [Gp * Gp, C] */
     float *hid; /* [g * g, mlp_ratio * C] */
     float *n1, *n2; /* [g, g, D] neck */
+    float *pre, *emb; /* device staging of the input [B, 3, S, S] and output [B, g, g, D] (NULL on the host) */
 } fs_sam_encoder_acts;
 
+/* Where the model runs. p and image_pe are always host memory (what was
+ * loaded; checkpoints and exports read them). On a host backend (ref, cpu)
+ * the kernels read them directly. fs_sam_bind to a device backend (cuda,
+ * guard) copies them to that backend's memory (dp, d_image_pe), where the
+ * kernels read them from then on, and moves the activations there too. */
 typedef struct fs_sam {
     fs_sam_config cfg;      /* as run: img_size may differ from the checkpoint's */
     fs_sam_config ckpt_cfg; /* as stored */
     fs_sam_params p;
     float *image_pe;        /* [g, g, D] dense positional encoding (get_dense_pe), channels-last */
-    fs_sam_encoder_acts acts;
+    const fs_nn_ops *dev;   /* the device backend the model is bound to, NULL on the host */
+    fs_sam_params dp;       /* p's copy in dev's memory (fields point into dp.arena) */
+    float *d_image_pe;
+    fs_sam_encoder_acts acts; /* in dev's memory when bound */
     fs_sam_tap_fn tap;
     void *tap_ctx;
 } fs_sam;
@@ -60,6 +72,12 @@ int fs_sam_load(fs_sam **out, const char *ckpt_path, size_t img_size);
 int fs_sam_load_meta(fs_sam **out, const char *ckpt_path, size_t img_size, const char *const *keys,
                      const char *const *vals, size_t n);
 void fs_sam_free(fs_sam *m);
+/* Puts the model where ops runs: for a device backend, copies p and
+ * image_pe into its memory (again, when already bound: call it after
+ * changing p on the host); for a host backend, releases any device copy.
+ * The inference calls below bind on their own when handed another
+ * backend; a training state (sam/train.h) needs the model bound first. */
+int fs_sam_bind(fs_sam *m, const fs_nn_ops *ops);
 /* fn NULL switches taps off (and with them the transposes they cost). */
 void fs_sam_set_tap(fs_sam *m, fs_sam_tap_fn fn, void *ctx);
 

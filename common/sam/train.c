@@ -63,12 +63,12 @@ void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, si
 
 int fs_train_dec_reserve(fs_train *t, size_t T) {
     if (t->Dt.mem && t->Dt.cap_T >= T) return FS_OK;
-    free(t->Dt.mem);
+    fs_sam_mem(t->m)->free(t->Dt.mem);
     t->Dt.mem = NULL;
     fs_bump b = {NULL, 0};
     fs_train_dec_layout(t, &b, T);
-    float *mem = calloc(b.used, sizeof *mem);
-    if (!mem) return fs_error("out of memory for the mask decoder's training activations (%zu floats)", b.used);
+    float *mem = fs_sam_dalloc(t->m, b.used, "the mask decoder's training activations");
+    if (!mem) return FS_ERR;
     b = (fs_bump){mem, 0};
     fs_train_dec_layout(t, &b, T);
     t->Dt.mem = mem;
@@ -77,13 +77,60 @@ int fs_train_dec_reserve(fs_train *t, size_t T) {
 
 void fs_train_free(fs_train *t) {
     if (!t) return;
+    const fs_nn_ops *mem = fs_sam_mem(t->m);
+    if (t->m->dev) {
+        mem->free(t->dlora.arena);
+        free(t->hgrads);
+        free(t->hmoments);
+    }
     fs_lora_free(&t->lora);
     free(t->t);
-    free(t->grads);
-    free(t->moments);
-    free(t->acts);
-    free(t->Dt.mem);
+    mem->free(t->grads);
+    mem->free(t->moments);
+    mem->free(t->acts);
+    mem->free(t->Dt.mem);
     free(t);
+}
+
+/* dlora: the adapters in backend memory, bound as lora is. */
+static int lora_to_backend(fs_train *t) {
+    const fs_nn_ops *dev = t->m->dev;
+    t->dlora = t->lora;
+    if (!dev) return FS_OK;
+    size_t n = t->lora.table.total;
+    float *arena = fs_sam_dalloc(t->m, n ? n : 1, "the LoRA adapters");
+    if (!arena) return FS_ERR;
+    dev->upload(arena, t->lora.arena, n * sizeof *arena);
+#define REBIND(p) ((p) ? arena + ((p) - t->lora.arena) : NULL)
+    for (size_t i = 0; i < FS_SAM_MAX_DEPTH; i++)
+        for (int s = 0; s < FS_LORA_NSLOTS; s++) {
+            t->dlora.blocks[i].A[s] = REBIND(t->lora.blocks[i].A[s]);
+            t->dlora.blocks[i].B[s] = REBIND(t->lora.blocks[i].B[s]);
+        }
+    for (size_t a = 0; a < FS_LORA_DEC_MAX_ATTN; a++)
+        for (int j = 0; j < FS_LORA_DEC_NPROJ; j++) {
+            t->dlora.dec[a].A[j] = REBIND(t->lora.dec[a].A[j]);
+            t->dlora.dec[a].B[j] = REBIND(t->lora.dec[a].B[j]);
+        }
+#undef REBIND
+    t->dlora.arena = arena;
+    return FS_OK;
+}
+
+void fs_train_pull(fs_train *t) {
+    const fs_nn_ops *dev = t->m->dev;
+    if (!dev) return;
+    dev->download(t->hgrads, t->grads, t->nparams * sizeof *t->grads);
+    dev->download(t->hmoments, t->moments, 2 * t->nparams * sizeof *t->moments);
+    for (size_t i = 0; i < t->nt; i++) dev->download(t->t[i].param, t->t[i].dparam, t->t[i].numel * sizeof(float));
+}
+
+void fs_train_push(fs_train *t) {
+    const fs_nn_ops *dev = t->m->dev;
+    if (!dev) return;
+    dev->upload(t->grads, t->hgrads, t->nparams * sizeof *t->grads);
+    dev->upload(t->moments, t->hmoments, 2 * t->nparams * sizeof *t->moments);
+    for (size_t i = 0; i < t->nt; i++) dev->upload(t->t[i].dparam, t->t[i].param, t->t[i].numel * sizeof(float));
 }
 
 int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
@@ -109,6 +156,8 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     t->cfg.lora.decoder = tc->decoder == FS_TRAIN_DECODER_LORA;
     if (fs_lora_alloc(&t->lora, c, &t->cfg.lora)) goto fail;
     fs_lora_init(&t->lora, tc->seed);
+    if (lora_to_backend(t)) goto fail;
+    const fs_nn_ops *mem = fs_sam_mem(m);
 
     /* trainable tensors: the adapters, then the base tensors the modes select */
     const fs_sam_table *pt = &m->p.table;
@@ -126,6 +175,7 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         memcpy(x->shape, e->shape, sizeof x->shape);
         x->numel = e->numel;
         x->param = t->lora.arena + e->offset;
+        x->dparam = t->dlora.arena + e->offset;
         x->in_graph = 1;
         if (is_decoder(e->name)) t->n_dec += e->numel;
         else t->n_lora += e->numel;
@@ -141,23 +191,35 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         memcpy(x->shape, e->shape, sizeof x->shape);
         x->numel = e->numel;
         x->param = m->p.arena + e->offset;
+        x->dparam = fs_sam_kp(m)->arena + e->offset;
         x->in_graph = reached(e->name);
         if (dec) t->n_dec += e->numel;
         else t->n_enc += e->numel;
     }
     t->nparams = t->n_lora + t->n_dec + t->n_enc;
-    t->grads = calloc(t->nparams ? t->nparams : 1, sizeof *t->grads);
-    t->moments = calloc(2 * t->nparams + 1, sizeof *t->moments);
-    if (!t->grads || !t->moments) {
-        fs_error("out of memory for gradients and optimiser state (%zu parameters)", t->nparams);
-        goto fail;
+    t->grads = fs_sam_dalloc(m, t->nparams ? t->nparams : 1, "gradients");
+    t->moments = t->grads ? fs_sam_dalloc(m, 2 * t->nparams + 1, "the optimiser state") : NULL;
+    if (!t->grads || !t->moments) goto fail;
+    t->hgrads = t->grads;
+    t->hmoments = t->moments;
+    if (m->dev) {
+        t->hgrads = calloc(t->nparams ? t->nparams : 1, sizeof *t->hgrads);
+        t->hmoments = calloc(2 * t->nparams + 1, sizeof *t->hmoments);
+        if (!t->hgrads || !t->hmoments) {
+            fs_error("out of memory for the host copy of gradients and optimiser state (%zu parameters)", t->nparams);
+            goto fail;
+        }
     }
     size_t off = 0;
     for (size_t i = 0; i < t->nt; i++) {
-        t->t[i].grad = t->grads + off;
-        t->t[i].m = t->moments + off;
-        t->t[i].v = t->moments + t->nparams + off;
-        off += t->t[i].numel;
+        fs_train_tensor *x = &t->t[i];
+        x->grad = t->hgrads + off;
+        x->m = t->hmoments + off;
+        x->v = t->hmoments + t->nparams + off;
+        x->dgrad = t->grads + off;
+        x->dm = t->moments + off;
+        x->dv = t->moments + t->nparams + off;
+        off += x->numel;
     }
     /* LoRA gradients mirror the adapters' layout at the start of grads */
     for (size_t i = 0; i < c->depth; i++)
@@ -177,15 +239,15 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         long k = fs_sam_table_find(pt, t->t[i].name);
         float **slot = pt->v[k].slot;
         size_t field = (size_t)((char *)slot - (char *)&m->p);
-        *(float **)((char *)&t->G + field) = t->t[i].grad;
+        *(float **)((char *)&t->G + field) = t->t[i].dgrad;
     }
 
     fs_bump b = {NULL, 0};
     fs_train_enc_layout(t, &b, tc->batch);
-    t->acts = malloc(b.used * sizeof *t->acts);
+    t->acts = mem->alloc(b.used * sizeof *t->acts);
     if (!t->acts) {
-        fs_error("out of memory for the training activations (%zu MiB for batch %zu)",
-                 b.used * sizeof(float) >> 20, tc->batch);
+        fs_error("out of memory for the training activations (%zu MiB for batch %zu on backend '%s')",
+                 b.used * sizeof(float) >> 20, tc->batch, mem->name);
         goto fail;
     }
     b = (fs_bump){t->acts, 0};
@@ -220,11 +282,9 @@ fs_lora *fs_train_lora(fs_train *t) { return &t->lora; }
 const fs_train_config *fs_train_get_config(const fs_train *t) { return &t->cfg; }
 double fs_train_last_grad_norm(const fs_train *t) { return t->last_norm; }
 
-void fs_train_zero_grad(fs_train *t) { memset(t->grads, 0, t->nparams * sizeof *t->grads); }
+void fs_train_zero_grad(fs_train *t) { fs_sam_mem(t->m)->zero(t->grads, t->nparams * sizeof *t->grads); }
 
-void fs_train_scale_grad(fs_train *t, float f) {
-    for (size_t i = 0; i < t->nparams; i++) t->grads[i] *= f;
-}
+void fs_train_scale_grad(fs_train *t, float f) { fs_sam_mem(t->m)->scale(t->grads, f, t->nparams); }
 
 static int check_batch(const fs_train *t, const fs_train_batch *b) {
     const fs_sam_config *c = &t->m->cfg;
@@ -255,28 +315,38 @@ int fs_train_backend_ok(const fs_nn_ops *ops) {
            ops->conv_transpose2x2_backward;
 }
 
-static void acc(float *dst, const float *src, size_t n) {
-    if (dst)
-        for (size_t k = 0; k < n; k++) dst[k] += src[k];
-}
-
 /* The adjoint of fs_sam_embed_prompt for the learned embeddings: each
  * sparse token is a positional encoding (of fixed weights) plus the
- * embedding of its kind, which gets the token's gradient dsparse[Ns, D]. */
-static void prompt_backward(fs_train *t, const fs_sam_prompt *pr, const float *dsparse) {
+ * embedding of its kind, which gets the token's gradient dsparse[Ns, D]
+ * (backend memory). */
+static void prompt_backward(fs_train *t, const fs_nn_ops *ops, const fs_sam_prompt *pr, const float *dsparse) {
     size_t D = t->m->cfg.out_chans;
     const fs_sam_params *G = &t->G;
     const float *d = dsparse;
+#define ACC(dst)                                                                                                       \
+    do {                                                                                                               \
+        if (dst) ops->add((dst), (dst), d, D);                                                                         \
+    } while (0)
     if (pr->n_points) {
         for (size_t i = 0; i < pr->n_points; i++, d += D)
-            acc(pr->labels[i] == -1 ? G->not_a_point : G->point_embed[pr->labels[i]], d, D);
+            ACC(pr->labels[i] == -1 ? G->not_a_point : G->point_embed[pr->labels[i]]);
         if (!pr->box) { /* the padding point */
-            acc(G->not_a_point, d, D);
+            ACC(G->not_a_point);
             d += D;
         }
     }
     if (pr->box)
-        for (int k = 0; k < 2; k++, d += D) acc(G->point_embed[2 + k], d, D);
+        for (int k = 0; k < 2; k++, d += D) ACC(G->point_embed[2 + k]);
+#undef ACC
+}
+
+/* Embeds a prompt on the host (from the host copy of the prompt encoder)
+ * into sparse, and hands it to the kernels in ksparse. */
+static int embed_prompt(const fs_sam *m, const fs_nn_ops *ops, const fs_sam_prompt *pr, float *sparse,
+                        float *ksparse) {
+    if (fs_sam_embed_prompt(m, pr, sparse)) return FS_ERR;
+    if (m->dev) ops->upload(ksparse, sparse, fs_sam_sparse_count(pr) * m->cfg.out_chans * sizeof *sparse);
+    return FS_OK;
 }
 
 /* The shared body of forward_backward (grad 1) and loss (grad 0). */
@@ -287,6 +357,9 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
                         ops->name);
     if (check_batch(t, b)) return FS_ERR;
     fs_sam *m = t->m;
+    if (ops->device ? m->dev != ops : m->dev != NULL)
+        return fs_error("the training state lives on backend '%s' and cannot run on '%s' (bind the model first)",
+                        fs_sam_mem(m)->name, ops->name);
     const fs_sam_config *c = &m->cfg;
     size_t g = fs_sam_grid(c), HW = g * g, D = c->out_chans, LL = 16 * HW, nm = fs_sam_num_masks(c);
     int prompted = b->prompts != NULL;
@@ -298,21 +371,36 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
     }
     if (fs_train_dec_reserve(t, 1 + nm + maxNs)) return FS_ERR;
     size_t nlog = n_items * n_masks * LL;
-    float *logits = malloc((2 * nlog + 2 * maxNs * D + 1) * sizeof *logits);
+    size_t nbuf = 2 * nlog + 2 * maxNs * D + 1;
+    float *logits = malloc(nbuf * sizeof *logits);
     if (!logits) return fs_error("out of memory for %zu logits", nlog);
-    float *dlogits = logits + nlog, *sparse = dlogits + nlog, *dsparse = sparse + maxNs * D;
+    float *dlogits = logits + nlog, *sparse = dlogits + nlog;
+    /* the kernels' side of the same four buffers: themselves on the host */
+    float *klogits = logits;
+    if (m->dev && !(klogits = fs_sam_dalloc(m, nbuf, "the logits"))) {
+        free(logits);
+        return FS_ERR;
+    }
+    float *kdlogits = klogits + nlog, *ksparse = kdlogits + nlog, *kdsparse = ksparse + maxNs * D;
     int full = t->cfg.encoder == FS_TRAIN_ENCODER_FULL;
     int rc = FS_ERR;
 
-    fs_train_enc_forward(t, ops, b->images, b->n_images);
+    const float *pre = b->images;
+    if (m->dev) {
+        size_t S = c->img_size;
+        ops->upload(t->E.pre_buf, b->images, b->n_images * 3 * S * S * sizeof *b->images);
+        pre = t->E.pre_buf;
+    }
+    fs_train_enc_forward(t, ops, pre, b->n_images);
     const float *embed = t->E.embed;
 #define ITEM_IMAGE(i) (prompted ? b->item_image[i] : (i))
 #define ITEM_NS(i) (prompted ? fs_sam_sparse_count(&b->prompts[i]) : 0)
     for (size_t i = 0; i < n_items; i++) {
-        if (prompted && fs_sam_embed_prompt(m, &b->prompts[i], sparse)) goto done;
-        fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, sparse, ITEM_NS(i), 0, n_masks,
-                             logits + i * n_masks * LL);
+        if (prompted && embed_prompt(m, ops, &b->prompts[i], sparse, ksparse)) goto done;
+        fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, ksparse, ITEM_NS(i), 0, n_masks,
+                             klogits + i * n_masks * LL);
     }
+    if (m->dev) ops->download(logits, klogits, nlog * sizeof *logits);
     if (prompted) fs_loss_prompted(logits, b->targets, n_items, LL, t->cfg.loss, loss, grad ? dlogits : NULL);
     else if (fs_loss_semantic(logits, b->labels, n_items, nm, LL, t->cfg.loss, loss, grad ? dlogits : NULL)) {
         fs_error("labels outside the decoder's classes");
@@ -320,17 +408,18 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
     }
     if (b->logits_out) memcpy(b->logits_out, logits, nlog * sizeof *logits);
     if (grad) {
-        memset(t->E.dembed, 0, b->n_images * HW * D * sizeof *t->E.dembed);
+        if (m->dev) ops->upload(kdlogits, dlogits, nlog * sizeof *dlogits);
+        ops->zero(t->E.dembed, b->n_images * HW * D * sizeof *t->E.dembed);
         /* the last prompt set's tape is current; the others are rerun */
         for (size_t i = n_items; i-- > 0;) {
             if (i + 1 < n_items) {
-                if (prompted && fs_sam_embed_prompt(m, &b->prompts[i], sparse)) goto done;
-                fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, sparse, ITEM_NS(i), 0, n_masks,
-                                     logits + i * n_masks * LL);
+                if (prompted && embed_prompt(m, ops, &b->prompts[i], sparse, ksparse)) goto done;
+                fs_train_dec_forward(t, ops, embed + ITEM_IMAGE(i) * HW * D, ksparse, ITEM_NS(i), 0, n_masks,
+                                     klogits + i * n_masks * LL);
             }
-            fs_train_dec_backward(t, ops, dlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D,
-                                  full && prompted ? dsparse : NULL);
-            if (full && prompted) prompt_backward(t, &b->prompts[i], dsparse);
+            fs_train_dec_backward(t, ops, kdlogits + i * n_masks * LL, t->E.dembed + ITEM_IMAGE(i) * HW * D,
+                                  full && prompted ? kdsparse : NULL);
+            if (full && prompted) prompt_backward(t, ops, &b->prompts[i], kdsparse);
         }
         /* without adapters or a full encoder nothing below the neck is trainable */
         if (t->n_lora || full || m->tap) fs_train_enc_backward(t, ops, b->n_images);
@@ -339,6 +428,7 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
 #undef ITEM_NS
     rc = FS_OK;
 done:
+    if (klogits != logits) fs_sam_mem(m)->free(klogits);
     free(logits);
     return rc;
 }
@@ -352,20 +442,23 @@ int fs_train_loss(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs
 }
 
 void fs_train_step(fs_train *t, double lr) {
+    const fs_nn_ops *mem = fs_sam_mem(t->m);
     double ss = 0;
     for (size_t i = 0; i < t->nt; i++)
-        if (t->t[i].in_graph) ss += fs_grad_sumsq(t->t[i].grad, t->t[i].numel);
+        if (t->t[i].in_graph) ss += mem->sumsq(t->t[i].dgrad, t->t[i].numel);
     t->last_norm = sqrt(ss);
     float f = fs_grad_clip_factor(t->last_norm, t->cfg.clip);
-    fs_adamw_config ac = t->cfg.adamw;
-    ac.lr = lr;
+    const fs_adamw_config *ac = &t->cfg.adamw;
+    const double hyper[5] = {lr, ac->beta1, ac->beta2, ac->eps, ac->weight_decay};
     t->steps++;
     for (size_t i = 0; i < t->nt; i++) {
         fs_train_tensor *x = &t->t[i];
         if (!x->in_graph) continue;
-        if (f != 1.0f)
-            for (size_t k = 0; k < x->numel; k++) x->grad[k] *= f;
-        fs_adamw_update(&ac, t->steps, x->param, x->grad, x->m, x->v, x->numel);
+        if (f != 1.0f) mem->scale(x->dgrad, f, x->numel);
+        mem->adamw_update(x->dparam, x->dgrad, x->dm, x->dv, x->numel, hyper, t->steps);
+        /* prompts are embedded on the host, from its copy of the prompt encoder */
+        if (t->m->dev && !strncmp(x->name, "prompt_encoder.", 15))
+            mem->download(x->param, x->dparam, x->numel * sizeof(float));
     }
 }
 

@@ -70,14 +70,18 @@ typedef struct {
 
 void fs_train_config_default(fs_train_config *c);
 
-/* One trainable tensor: the parameter, its gradient and AdamW moments. */
+/* One trainable tensor: the parameter, its gradient and AdamW moments.
+ * param, grad, m and v are host memory; on a device backend they hold what
+ * the last fs_train_pull copied out, and fs_train_push copies them back in;
+ * dparam .. dv are the kernels' copies (the same pointers on the host). */
 typedef struct {
     char name[96]; /* the official / golden name */
     int ndim;
     size_t shape[4];
     size_t numel;
-    float *param; /* in the model's arena (decoder) or the LoRA arena */
+    float *param; /* in the model's host arena (decoder) or the LoRA arena */
     float *grad, *m, *v;
+    float *dparam, *dgrad, *dm, *dv;
     int in_graph; /* 0 when the loss never reaches it (the IoU head: no loss uses the
                      predicted IoU). AdamW skips it, as torch skips a None gradient */
 } fs_train_tensor;
@@ -94,7 +98,8 @@ int fs_train_backend_ok(const fs_nn_ops *ops);
 
 /* A training state for model m (which it modifies in place: the decoder's
  * weights are trained where they are). LoRA adapters are initialised from
- * tc->seed (B zero). */
+ * tc->seed (B zero). The state lives where the model is bound
+ * (fs_sam_bind): bind m to a device backend before, not after. */
 int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc);
 void fs_train_free(fs_train *t);
 
@@ -134,6 +139,11 @@ void fs_train_step(fs_train *t, double lr);
 /* zero_grad + forward_backward + step. */
 int fs_train_step_batch(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, double lr, fs_loss_value *loss);
 
+/* Device backends: copy every trainable tensor's parameter, gradient and
+ * moments out to the host views (pull: before reading or saving them) or
+ * back in (push: after writing them, e.g. on resume). Host backends: no-ops. */
+void fs_train_pull(fs_train *t);
+void fs_train_push(fs_train *t);
 /* Trainable tensors (LoRA first, the encoder's then the decoder's, then base tensors in state_dict order:
  * image encoder, prompt encoder, mask decoder). */
 size_t fs_train_tensor_count(const fs_train *t);

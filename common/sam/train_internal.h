@@ -30,7 +30,8 @@ typedef struct {
 
 typedef struct {
     size_t cap; /* images the arena is sized for */
-    const float *pre; /* the forward's input images (the caller's, kept until backward) */
+    const float *pre; /* the forward's input images (in backend memory, kept until backward) */
+    float *pre_buf;   /* [cap, 3, S, S]: where a device backend gets them (NULL on the host) */
     float *xs[FS_SAM_MAX_DEPTH + 1]; /* block inputs; xs[depth] = the neck's input */
     fs_train_block_saved saved[FS_SAM_MAX_DEPTH];
     float *n1, *n2, *n3, *embed, *dembed; /* neck: [B*g*g, D] */
@@ -68,16 +69,22 @@ typedef struct {
     float *lu, *ldu, *lt; /* decoder adapters: [max(T, HW), r] twice, [max(T, HW), D] */
 } fs_train_dec;
 
+/* Memory: grads, moments, acts and Dt.mem are in the model's backend memory
+ * (fs_sam_mem); so are dlora and G. On a device, hgrads and hmoments are
+ * their host mirrors and lora the adapters' host copy, synchronised by
+ * fs_train_pull/push; on the host they are the same memory. */
 struct fs_train {
     fs_sam *m;
     fs_train_config cfg;
-    fs_lora lora;
+    fs_lora lora;  /* host */
+    fs_lora dlora; /* what the kernels read: lora itself on the host */
     fs_lora_block lgrad[FS_SAM_MAX_DEPTH]; /* LoRA gradients (into grads) */
     fs_lora_attn dlgrad[FS_LORA_DEC_MAX_ATTN]; /* decoder adapters' gradients (into grads) */
     fs_sam_params G;                       /* base-weight gradients (into grads); NULL where frozen */
     fs_train_tensor *t;
     size_t nt, nparams, n_lora, n_dec, n_enc; /* n_enc: image and prompt encoder */
     float *grads, *moments; /* one allocation per role */
+    float *hgrads, *hmoments;
     float *acts;
     fs_train_enc E;
     fs_train_dec Dt;

@@ -390,7 +390,7 @@ static int run_train(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, const char *g
     const char *betas = fs_ckpt_meta(src, "betas");
     if (betas) sscanf(betas, "%lf,%lf", &tc.adamw.beta1, &tc.adamw.beta2);
     tc.adamw.eps = meta_num(src, "eps", 1e-8);
-    if (fs_train_create(&t, m, &tc)) goto done;
+    if (fs_sam_bind(m, ops) || fs_train_create(&t, m, &tc)) goto done;
     for (size_t i = 0; i < fs_train_tensor_count(t); i++) {
         fs_train_tensor *x = fs_train_tensor_at(t, i);
         if (!strncmp(x->name, "mask_decoder.", 13)) continue;
@@ -405,6 +405,7 @@ static int run_train(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, const char *g
         }
         if (fs_ckpt_read_f32(src, idx, x->param, x->numel)) goto done;
     }
+    fs_train_push(t);
 
     fs_train_batch bt = {.images = img.data, .n_images = B};
     size_t n_log;
@@ -452,6 +453,7 @@ static int run_train(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, const char *g
     r->on = 1; /* grad.act.* taps */
     fs_train_zero_grad(t);
     if (fs_train_forward_backward(t, ops, &bt, &loss)) goto done;
+    fs_train_pull(t);
     r->on = 0;
     if (semantic) add_named(r, "", "act.low_res_logits", logits, 4, B, nm, L, L);
     else add_named(r, "", "act.low_res_logits", logits, 4, bt.n_items, (size_t)1, L, L);
@@ -486,6 +488,7 @@ static int run_train(fs_sam *m, const fs_nn_ops *ops, fs_ckpt *gd, const char *g
             losses[s] = (float)loss.total;
         }
         add_named(r, "", "train.losses", losses, 1, n);
+        fs_train_pull(t);
         for (size_t i = 0; i < fs_train_tensor_count(t); i++) {
             fs_train_tensor *x = fs_train_tensor_at(t, i);
             char name[160];

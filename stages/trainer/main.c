@@ -617,7 +617,7 @@ int main(int argc, char **argv) {
     size_t start = resume ? resume_step(ckpt_path, S, m, &tc, base_fp, ops, iters) : 0;
 
     fs_train *t;
-    if (fs_train_create(&t, m, &tc)) fs_cli_die();
+    if (fs_sam_bind(m, ops) || fs_train_create(&t, m, &tc)) fs_cli_die();
     if (resume && fs_sam_ckpt_restore(ckpt_path, t)) fs_cli_die();
     if (start >= (size_t)stop_at) {
         fs_info("'%s' already holds step %zu of %ld: nothing to do", ckpt_path, start, iters);
@@ -695,6 +695,7 @@ int main(int argc, char **argv) {
         snprintf(steps, sizeof steps, "%ld", stop_at);
         ek[k] = "trained_steps";
         ev[k++] = steps;
+        fs_train_pull(t); /* the trained decoder and adapters, back in the host copies */
         fs_lora_merge(fs_train_lora(t), &m->cfg, &m->p);
         if (fs_sam_export(export_path, m, ek, ev, k)) fs_cli_die();
         fs_info("exported the trained model to %s", export_path);

@@ -1,6 +1,7 @@
 /* The fast CPU backend's table (see nn/cpu/cpu.h for its threading model). */
 #include "nn/cpu/cpu.h"
 #include "nn/nn.h"
+#include "nn/ref/ref.h"
 
 const fs_nn_ops fs_nn_cpu = {
     .name = "cpu",
@@ -24,4 +25,5 @@ const fs_nn_ops fs_nn_cpu = {
     .conv3x3_backward = fs_nn_cpu_conv3x3_backward,
     .conv_transpose2x2_backward = fs_nn_cpu_conv_transpose2x2_backward,
     .resize_bilinear_backward = fs_nn_cpu_resize_bilinear_backward,
+    FS_REF_HOST_ENTRIES,
 };

@@ -24,4 +24,5 @@ const fs_nn_ops fs_nn_ref = {
     .conv3x3_backward = fs_ref_conv3x3_backward,
     .conv_transpose2x2_backward = fs_ref_conv_transpose2x2_backward,
     .resize_bilinear_backward = fs_ref_resize_bilinear_backward,
+    FS_REF_HOST_ENTRIES,
 };
