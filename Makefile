@@ -70,9 +70,17 @@ CUDA_LIB := $(BUILD)/libfewsam_cuda.a
 GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
 GPU_TEST_BINS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests-gpu/%)
 GPU_TEST_LINKS := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/%)
-CUDA_ALL := $(if $(filter 1,$(CUDA)),$(CUDA_LIB) $(GPU_TEST_BINS) $(GPU_TEST_LINKS))
+# The CUDA variants of the stages that run the model, in $(BUILD)/cuda-bin/:
+# the same objects linked with libfewsam_cuda.a, whose fs_nn_cuda table the
+# weak reference in common/nn/backend.c then finds (--backend cuda). The
+# benchmark programs get theirs in $(BUILD)/cuda-bench/ (make bench-gpu).
+CUDA_STAGES := trainer predictor golden
+CUDA_STAGE_BINS := $(CUDA_STAGES:%=$(BUILD)/cuda-bin/%)
+CUDA_BENCH_BINS := $(BUILD)/cuda-bench/bench_encoder $(BUILD)/cuda-bench/bench_train
+CUDA_LINK = -Wl,--undefined=fs_nn_cuda $(CUDA_LIB) $(LIB) $(LDLIBS) $(CUDA_LDLIBS)
+CUDA_ALL := $(if $(filter 1,$(CUDA)),$(CUDA_LIB) $(GPU_TEST_BINS) $(GPU_TEST_LINKS) $(CUDA_STAGE_BINS) $(CUDA_BENCH_BINS))
 
-.PHONY: all test check test-asan test-gpu bench clean help pipeline ablations deps
+.PHONY: all test check test-asan test-gpu bench-gpu bench clean help pipeline ablations deps
 .DEFAULT_GOAL := all
 
 all: $(STAGE_BINS) $(CUDA_ALL)
@@ -109,6 +117,15 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard stages/$(1)/*.c)) 
 	$$(CC) $$(ALL_CFLAGS) -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
 endef
 $(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
+define cuda_stage_rule
+$(BUILD)/cuda-bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard stages/$(1)/*.c)) $(LIB) $(CUDA_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$(filter %.o,$$^) $$(CUDA_LINK)
+endef
+$(foreach s,$(CUDA_STAGES),$(eval $(call cuda_stage_rule,$(s))))
+$(CUDA_BENCH_BINS): $(BUILD)/cuda-bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB) $(CUDA_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CUDA_LINK)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -118,13 +135,18 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 test check: all $(TEST_BINS)
 	@tests/run $(BUILD)
 
-# The GPU suite alone: every CUDA kernel against the CPU reference.
+# The GPU suite alone: every CUDA kernel against the CPU reference, then the
+# model through the CUDA path (tests/gpu/run: golden files, a LoRA step CPU
+# vs GPU, resume on the GPU). bench-gpu: encoder and training step against
+# PyTorch on the same GPU (tests/bench/gpu.sh).
 ifeq ($(CUDA),1)
-test-gpu: $(GPU_TEST_BINS)
-	@fail=0; for t in $(GPU_TEST_BINS); do $$t || fail=1; done; exit $$fail
+test-gpu: all
+	@BUILD=$(BUILD) tests/gpu/run
+bench-gpu: all
+	@BUILD=$(BUILD) tests/bench/gpu.sh
 else
-test-gpu:
-	@echo "make test-gpu: the CUDA build is off (CUDA=$(CUDA); nvcc: $(NVCC))" >&2; exit 1
+test-gpu bench-gpu:
+	@echo "make $@: the CUDA build is off (CUDA=$(CUDA); nvcc: $(NVCC))" >&2; exit 1
 endif
 
 # Benchmarks against PyTorch on the same machine and threads; ratios and
@@ -164,7 +186,8 @@ help:
 	@echo "make            build every stage into $(BUILD)/bin/"
 	@echo "make test       build and run the whole test suite"
 	@echo "make test-asan  the suite under AddressSanitizer and UBSan"
-	@echo "make test-gpu   the CUDA kernels against the CPU reference (skips without a GPU)"
+	@echo "make test-gpu   the CUDA kernels against the CPU reference, the model on the GPU (skips without one)"
+	@echo "make bench-gpu  encoder and LoRA step on the GPU against PyTorch on the same card"
 	@echo "make bench      benchmarks against PyTorch (build/bench/results.json)"
 	@echo "make pipeline   run the experiment (DATA=demo|brats|synapse; see pipeline.mk)"
 	@echo "make ablations  zero-shot, exemplars only, with synthesis, fractions: one table"

@@ -15,12 +15,29 @@ endif
 include pipelines/$(DATA).mk
 
 BIN ?= build/bin
+# DEVICE: where the model runs. cpu: the OpenBLAS/OpenMP kernels (or
+# BACKEND=ref for the plain reference kernels). cuda: the trainer and
+# predictor of the CUDA build ($(CUDA_BIN), made by `make` when nvcc is
+# found) on the GPU; FEWSAM_CUDA_MATH=tf32 or bf16 in the environment picks
+# tensor-core matrix products (fp32 by default).
+DEVICE ?= cpu
+CUDA_BIN ?= $(dir $(BIN))cuda-bin
+ifeq ($(DEVICE),cuda)
+ifeq ($(wildcard $(CUDA_BIN)/trainer),)
+$(error DEVICE=cuda: $(CUDA_BIN)/trainer is missing: the CUDA build needs nvcc (make CUDA=1))
+endif
+MODEL_BIN := $(CUDA_BIN)
+else ifeq ($(DEVICE),cpu)
+MODEL_BIN := $(BIN)
+else
+$(error DEVICE=$(DEVICE): expected cpu or cuda)
+endif
 # Any stage can be swapped for another executable with the same interface.
 LOADER ?= $(BIN)/loader
 SAMPLER ?= $(BIN)/exemplar-sampler
 SCORER ?= $(BIN)/scorer
-PREDICTOR ?= $(BIN)/predictor
-TRAINER ?= $(BIN)/trainer
+PREDICTOR ?= $(MODEL_BIN)/predictor
+TRAINER ?= $(MODEL_BIN)/trainer
 SYNTHESIZER ?= $(BIN)/synthesizer
 RUN_LOCAL ?= run/local
 
@@ -53,16 +70,7 @@ SAM_CONFIG ?=
 PROMPT ?= point
 BOX_JITTER ?= 0
 MULTIMASK ?= 0
-# DEVICE: where the model runs. cpu (the OpenBLAS/OpenMP kernels, or BACKEND=ref
-# for the plain reference kernels). cuda: the CUDA kernels exist
-# (common/nn/cuda, make test-gpu) but the model does not run on them yet.
-DEVICE ?= cpu
-ifeq ($(DEVICE),cuda)
-$(error DEVICE=cuda: the CUDA kernels are built and tested (make test-gpu), but the trainer and predictor do not run on them yet; use DEVICE=cpu)
-else ifneq ($(DEVICE),cpu)
-$(error DEVICE=$(DEVICE): expected cpu or cuda)
-endif
-BACKEND ?= cpu
+BACKEND ?= $(if $(filter cuda,$(DEVICE)),cuda,cpu)
 PRED ?= $(RUN)/predictions
 # Fine-tuning (trainer): TRAIN=off or ITERS=0 keeps the zero-shot row only.
 TRAIN ?= on

@@ -32,7 +32,9 @@ static const char usage[] =
     "                     'name max_abs_err tol ok|FAIL'; exit 1 on any failure\n"
     "  --strict           with --check, training tensors (grad.*, loss.*, ...) that\n"
     "                     are not computed fail too\n"
-    "  --backend NAME     kernels: ref (default) or cpu\n"
+    "  --backend NAME     kernels: ref (default), cpu, cuda (the CUDA build,\n"
+    "                     build/cuda-bin/golden, on a GPU) or guard (cpu kernels\n"
+    "                     on memory the host may not touch: checks the device path)\n"
     "  --recompute        training: recompute each encoder block in the backward\n"
     "                     pass instead of keeping its activations\n"
     "  --init FILE        training: the file holding input.images and the LoRA\n"
@@ -669,7 +671,7 @@ int main(int argc, char **argv) {
     if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (!weights || !golden) fs_cli_usage_error("--weights and --golden are required");
     const fs_nn_ops *ops = fs_nn_backend(backend);
-    if (!ops) fs_cli_usage_error("--backend: unknown backend '%s' (expected ref or cpu)", backend);
+    if (!ops) fs_cli_usage_error("--backend: %s", fs_error_msg());
 
     fs_ckpt *gd;
     if (fs_ckpt_open(&gd, golden)) fs_cli_die();

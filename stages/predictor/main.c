@@ -51,7 +51,9 @@ static const char usage[] =
     "  --img-size N       model input size (default: the checkpoint's, 1024 for SAM;\n"
     "                     others resize the position embeddings as SAMed does)\n"
     "  --seed N           seed for box jitter (0)\n"
-    "  --backend NAME     cpu (default) or ref (plain reference kernels)\n"
+    "  --backend NAME     cpu (default), ref (plain reference kernels), cuda (the\n"
+    "                     CUDA build, build/cuda-bin/predictor, on a GPU) or guard\n"
+    "                     (cpu kernels on memory the host may not touch)\n"
     "  --config KEY=VAL   model configuration a .pth cannot tell (e.g. dec_heads=4\n"
     "                     for a small model); the safetensors metadata keys; repeatable\n"
     "  --no-nifti         HDF5 only\n"
@@ -289,7 +291,7 @@ int main(int argc, char **argv) {
     if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (!weights || !data || !out) fs_cli_usage_error("--weights, --data and --out are required");
     P.ops = fs_nn_backend(backend);
-    if (!P.ops) fs_cli_usage_error("--backend: unknown backend '%s' (cpu, ref)", backend);
+    if (!P.ops) fs_cli_usage_error("--backend: %s", fs_error_msg());
 
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/test", data);

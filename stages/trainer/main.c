@@ -90,8 +90,9 @@ static const char usage[] =
     "  --stop-at N          stop after step N (checkpoint written; the schedule\n"
     "                       still runs to --iters; --resume continues)\n"
     "  --log-every N        a progress line every N steps (default: about 20 lines)\n"
-    "  --backend NAME       cpu (default; falls back to ref while it lacks backward\n"
-    "                       kernels) or ref (plain reference kernels, slow)\n"
+    "  --backend NAME       cpu (default), ref (plain reference kernels, slow), cuda\n"
+    "                       (the CUDA build, build/cuda-bin/trainer, on a GPU) or\n"
+    "                       guard (cpu kernels on memory the host may not touch)\n"
     "  --recompute          keep only block inputs for the backward pass (less memory,\n"
     "                       one more encoder forward)\n"
     "  --config KEY=VAL     model configuration a .pth cannot tell (e.g.\n"
@@ -539,7 +540,7 @@ int main(int argc, char **argv) {
     tc.clip = (float)clip;
     tc.adamw = fs_adamw_defaults(lr, wd);
     const fs_nn_ops *ops = fs_nn_backend(backend);
-    if (!ops) fs_cli_usage_error("--backend: unknown backend '%s' (cpu, ref)", backend);
+    if (!ops) fs_cli_usage_error("--backend: %s", fs_error_msg());
     if (!fs_train_backend_ok(ops)) {
         const fs_nn_ops *ref = fs_nn_backend("ref");
         if (!ref || !fs_train_backend_ok(ref)) {

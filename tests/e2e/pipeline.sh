@@ -79,4 +79,16 @@ out=$(mk pipeline SAM="$W" ITERS=0 $T PROMPT=box)
 if [ -z "$(ran <<<"$out")" ] && grep -q "^| DSC" <<<"$out" && ! grep -q "zero-shot DSC" <<<"$out"; then
   pass iters_0_gives_the_zero_shot_table
 else fail iters_0_gives_the_zero_shot_table "ran: $(ran <<<"$out"); $(tail -2 <<<"$out")"; fi
+# DEVICE=cuda runs the CUDA build's trainer and predictor with --backend
+# cuda (a dry run: no GPU needed), and without that build says so.
+mkdir -p "$d/cudabin" && printf '#!/bin/sh\nexit 1\n' >"$d/cudabin/trainer" && cp "$d/cudabin/trainer" "$d/cudabin/predictor"
+chmod +x "$d/cudabin/trainer" "$d/cudabin/predictor"
+out=$(mk -n pipeline SAM="$W" ITERS=5 DEVICE=cuda CUDA_BIN="$d/cudabin")
+if grep -q "^run/local .* -- $d/cudabin/trainer " <<<"$out" && [ "$(grep -c "^$d/cudabin/predictor .*--backend cuda" <<<"$out")" = 2 ] \
+  && grep -q -- "--backend cuda --ckpt-every" <<<"$out"; then pass device_cuda_uses_the_cuda_build
+else fail device_cuda_uses_the_cuda_build "$(grep -E 'trainer|predictor' <<<"$out" | head -3)"; fi
+expect_error device_cuda_without_the_cuda_build "DEVICE=cuda: .*/none/trainer is missing" \
+  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=cuda CUDA_BIN="$d/none" pipeline
+expect_error device_unknown "DEVICE=tpu: expected cpu or cuda" \
+  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=tpu pipeline
 finish
