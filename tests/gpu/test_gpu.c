@@ -4,8 +4,13 @@
  * accumulate) and each gradient asked for alone (the others NULL), the
  * fused attention at the global blocks' real size (64 x 64 tokens, 12 heads
  * of 64 dims), and the linear and convolution kernels again under the TF32
- * and BF16 math modes with looser tolerances.
- * Tolerance: max |gpu - ref| <= tol * (1 + max |ref|), tol 1e-4 in fp32.
+ * and BF16 math modes with looser tolerances; then the table's memory
+ * entries, the tensor glue (bitwise equal to the reference, sum_rows within
+ * 1e-6 relative) and the optimiser (AdamW over several steps within 1e-6
+ * relative, the sum of squares within 1e-12 relative of the reference,
+ * 1e-14 of a compensated sum, and repeatable bit for bit).
+ * Tolerance of the layer kernels: max |gpu - ref| <= tol * (1 + max |ref|),
+ * tol 1e-4 in fp32.
  * Each comparison prints its max error as a "#" line.
  * Without a usable GPU (or when cudaGetDeviceCount fails) every test
  * reports "skip <name>: no GPU" and the program exits 0. */
@@ -117,6 +122,10 @@ static void tables(void) {
     CHECK(c->linear_backward && c->layernorm_backward && c->gelu_backward && c->relu_backward);
     CHECK(c->attention_backward && c->attention_relpos_backward && c->patch_embed_backward);
     CHECK(c->conv3x3_backward && c->conv_transpose2x2_backward && c->resize_bilinear_backward);
+    CHECK(c->device == 1 && c->available && c->available() == 1);
+    CHECK(c->alloc && c->free && c->upload && c->download && c->copy && c->zero);
+    CHECK(c->add && c->scale && c->add_rows && c->sum_rows && c->add_cols && c->take_cols);
+    CHECK(c->window_partition && c->window_unpartition && c->crop && c->adamw_update && c->sumsq);
     CHECK(fs_nn_cuda_set_math("fp16") == FS_ERR && !strcmp(fs_nn_cuda_math(), "fp32"));
     printf("# device: %s\n", fs_cuda_device_name());
 }
@@ -513,6 +522,299 @@ static void conv_bf16(void) {
     if (!test_failed_flag) with_math("bf16", 4e-2, conv_transpose2x2);
 }
 
+/* ---- the table's memory entries, tensor glue and optimiser ---- */
+
+/* 1 when the device buffer d[n] equals want[n] bit for bit; the first
+ * difference goes to cmp_msg. */
+static int same_dev(const char *label, const float *d, const float *want, size_t n) {
+    float *got = nan_buf(n);
+    fs_nn_cuda.download(got, d, n * sizeof(float));
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float))) bad = i;
+    printf("# %s %s: %s\n", test_current, label, bad == n ? "bitwise equal" : "differs");
+    if (bad < n)
+        snprintf(cmp_msg, sizeof cmp_msg, "%s: element %zu of %zu is %.9g, reference %.9g", label, bad, n,
+                 (double)got[bad], (double)want[bad]);
+    free(got);
+    return bad == n;
+}
+
+/* 1 when every |d[i] - want[i]| <= rel * |want[i]| (exact where want is 0) */
+static int rel_dev(const char *label, const float *d, const float *want, size_t n, double rel) {
+    float *got = nan_buf(n);
+    fs_nn_cuda.download(got, d, n * sizeof(float));
+    double worst = 0;
+    size_t at = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)want[i]), lim = rel * fabs((double)want[i]);
+        if (!(e <= lim)) ok = 0;
+        double r = want[i] != 0 ? e / fabs((double)want[i]) : (e == 0 ? 0 : INFINITY);
+        if (!(r <= worst)) worst = r, at = i;
+    }
+    printf("# %s %s: max rel err %.3g\n", test_current, label, worst);
+    snprintf(cmp_msg, sizeof cmp_msg, "%s: element %zu of %zu is %.9g, reference %.9g (rel err %.3g > %.3g)", label,
+             at, n, n ? (double)got[at] : 0.0, n ? (double)want[at] : 0.0, worst, rel);
+    free(got);
+    return ok;
+}
+
+#define SAME(label, d, want, n) CHECKF(same_dev(label, d, want, n), "%s", cmp_msg)
+#define NEAR_REL(label, d, want, n, rel) CHECKF(rel_dev(label, d, want, n, rel), "%s", cmp_msg)
+
+/* device copy of h[n] through the table's own entries */
+static float *tdev(const float *h, size_t n) {
+    float *d = fs_nn_cuda.alloc(n * sizeof(float));
+    if (!d) die_here("alloc");
+    if (h) fs_nn_cuda.upload(d, h, n * sizeof(float));
+    return d;
+}
+
+static void table_memory(void) {
+    GPU_ONLY();
+    const fs_nn_ops *c = &fs_nn_cuda;
+    size_t n = 1000003;
+    /* alloc zeroes, at an odd byte count too */
+    unsigned char *zb = malloc(4099), *one = malloc(4099);
+    void *z = c->alloc(4099);
+    CHECK(z != NULL);
+    memset(one, 0xab, 4099);
+    c->download(one, z, 4099);
+    memset(zb, 0, 4099);
+    CHECK(!memcmp(one, zb, 4099));
+    c->free(z);
+    void *z0 = c->alloc(0);
+    CHECK(z0 != NULL);
+    c->free(z0);
+    c->free(NULL);
+    free(zb), free(one);
+    /* upload, download, copy: bitwise */
+    float *h = rand_buf(n, -5, 5), *want = malloc(n * sizeof(float));
+    float *a = tdev(h, n), *b = tdev(NULL, n);
+    SAME("upload/download", a, h, n);
+    c->copy(b, a, n * sizeof(float));
+    SAME("copy", b, h, n);
+    /* zero an odd byte range inside: 4 * 1000 + 3 bytes from float 17 */
+    memcpy(want, h, n * sizeof(float));
+    memset((char *)(want + 17), 0, 4003);
+    c->zero((char *)(b + 17), 4003);
+    SAME("zero of 4003 bytes at float 17", b, want, n);
+    /* an overlapping copy moves like memmove, both directions */
+    memcpy(want, h, n * sizeof(float));
+    memmove(want + 5, want, (n - 5) * sizeof(float));
+    c->copy(a + 5, a, (n - 5) * sizeof(float));
+    SAME("overlapping copy forward", a, want, n);
+    memmove(want, want + 1000, (n - 1000) * sizeof(float));
+    c->copy(a, a + 1000, (n - 1000) * sizeof(float));
+    SAME("overlapping copy backward", a, want, n);
+    /* n == 0 does nothing */
+    c->copy(b, a, 0), c->zero(b, 0), c->upload(b, h, 0), c->download(want, b, 0);
+    c->free(a), c->free(b);
+    free(h), free(want);
+}
+
+static void glue_pointwise(void) {
+    GPU_ONLY();
+    static const size_t sizes[] = {1, 17, 1000003};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        float *a = rand_buf(n, -3, 3), *b = rand_buf(n, -3, 3), *o = nan_buf(n);
+        float *da = tdev(a, n), *db = tdev(b, n), *dout = dev_nan(n);
+        char label[64];
+        fs_nn_ref.add(o, a, b, n);
+        fs_nn_cuda.add(dout, da, db, n);
+        snprintf(label, sizeof label, "add n%zu", n);
+        SAME(label, dout, o, n);
+        /* in place: out == a */
+        fs_nn_cuda.add(da, da, db, n);
+        snprintf(label, sizeof label, "add in place n%zu", n);
+        SAME(label, da, o, n);
+        fs_nn_ref.scale(o, -0.37f, n);
+        fs_nn_cuda.scale(da, -0.37f, n);
+        snprintf(label, sizeof label, "scale n%zu", n);
+        SAME(label, da, o, n);
+        free(a), free(b), free(o);
+        fs_cuda_free(da), fs_cuda_free(db), fs_cuda_free(dout);
+    }
+    /* n == 0 launches nothing and touches nothing */
+    fs_nn_cuda.add(NULL, NULL, NULL, 0);
+    fs_nn_cuda.scale(NULL, 2.0f, 0);
+    CHECK(fs_cuda_sync() == FS_OK);
+}
+
+static void glue_rows(void) {
+    GPU_ONLY();
+    static const size_t cases[][2] = {
+        /* M, N */
+        {1, 1}, {1, 5}, {37, 1000}, {1000, 7}, {3, 200003}, {4096, 256}, {70001, 3},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t M = cases[k][0], N = cases[k][1];
+        float *x = rand_buf(M * N, -1, 1), *row = rand_buf(N, -1, 1), *acc = rand_buf(N, -1, 1);
+        float *dx = tdev(x, M * N), *drow = tdev(row, N), *dacc = tdev(acc, N);
+        char label[64];
+        fs_nn_ref.add_rows(x, row, M, N);
+        fs_nn_cuda.add_rows(dx, drow, M, N);
+        snprintf(label, sizeof label, "add_rows M%zu N%zu", M, N);
+        SAME(label, dx, x, M * N);
+        /* the adjoint into a pre-filled row (it accumulates) */
+        fs_nn_ref.sum_rows(acc, x, M, N);
+        fs_nn_cuda.sum_rows(dacc, dx, M, N);
+        snprintf(label, sizeof label, "sum_rows M%zu N%zu", M, N);
+        NEAR_REL(label, dacc, acc, N, 1e-6);
+        free(x), free(row), free(acc);
+        fs_cuda_free(dx), fs_cuda_free(drow), fs_cuda_free(dacc);
+    }
+}
+
+static void glue_cols(void) {
+    GPU_ONLY();
+    static const size_t cases[][4] = {
+        /* M, ld, off, N */
+        {1, 1, 0, 1}, {33, 100, 17, 50}, {5, 9, 0, 9}, {1000, 768, 512, 256}, {7, 3000, 2999, 1}, {2, 70000, 3, 65537},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t M = cases[k][0], ld = cases[k][1], off = cases[k][2], N = cases[k][3];
+        float *wide = rand_buf(M * ld, -2, 2), *narrow = rand_buf(M * N, -2, 2), *o = nan_buf(M * N);
+        float *dwide = tdev(wide, M * ld), *dnarrow = tdev(narrow, M * N), *dout = dev_nan(M * N);
+        char label[96];
+        fs_nn_ref.add_cols(wide, ld, off, narrow, 0.3f, M, N);
+        fs_nn_cuda.add_cols(dwide, ld, off, dnarrow, 0.3f, M, N);
+        snprintf(label, sizeof label, "add_cols M%zu ld%zu off%zu N%zu", M, ld, off, N);
+        SAME(label, dwide, wide, M * ld);
+        fs_nn_ref.take_cols(o, wide, ld, off, -1.7f, M, N);
+        fs_nn_cuda.take_cols(dout, dwide, ld, off, -1.7f, M, N);
+        snprintf(label, sizeof label, "take_cols M%zu ld%zu off%zu N%zu", M, ld, off, N);
+        SAME(label, dout, o, M * N);
+        free(wide), free(narrow), free(o);
+        fs_cuda_free(dwide), fs_cuda_free(dnarrow), fs_cuda_free(dout);
+    }
+}
+
+static void glue_windows(void) {
+    GPU_ONLY();
+    static const size_t cases[][4] = {
+        /* B, g, ws, C: padded grids, an exact fit, SAM's 64 / 14 */
+        {1, 1, 1, 1}, {2, 14, 4, 5}, {1, 8, 4, 3}, {3, 5, 7, 2}, {1, 64, 14, 32}, {2, 13, 1, 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t B = cases[k][0], g = cases[k][1], ws = cases[k][2], C = cases[k][3];
+        size_t nw = (g + ws - 1) / ws, nx = B * g * g * C, nwin = B * nw * nw * ws * ws * C;
+        float *x = rand_buf(nx, -1, 1), *win = nan_buf(nwin), *back = nan_buf(nx);
+        float *dx = tdev(x, nx), *dwin = dev_nan(nwin), *dback = dev_nan(nx);
+        char label[96];
+        fs_nn_ref.window_partition(win, x, B, g, ws, C);
+        fs_nn_cuda.window_partition(dwin, dx, B, g, ws, C);
+        snprintf(label, sizeof label, "partition B%zu g%zu ws%zu C%zu", B, g, ws, C);
+        SAME(label, dwin, win, nwin);
+        /* acc 0 over a NaN buffer: every token written */
+        fs_nn_ref.window_unpartition(back, win, B, g, ws, C, 0);
+        fs_nn_cuda.window_unpartition(dback, dwin, B, g, ws, C, 0);
+        snprintf(label, sizeof label, "unpartition B%zu g%zu ws%zu C%zu", B, g, ws, C);
+        SAME(label, dback, back, nx);
+        CHECK(!memcmp(back, x, nx * sizeof(float))); /* the reference's round trip */
+        /* acc 1: onto a random residual */
+        float *win2 = rand_buf(nwin, -1, 1), *dwin2 = tdev(win2, nwin);
+        fs_nn_ref.window_unpartition(x, win2, B, g, ws, C, 1);
+        fs_nn_cuda.window_unpartition(dx, dwin2, B, g, ws, C, 1);
+        snprintf(label, sizeof label, "unpartition acc B%zu g%zu ws%zu C%zu", B, g, ws, C);
+        SAME(label, dx, x, nx);
+        free(x), free(win), free(back), free(win2);
+        fs_cuda_free(dx), fs_cuda_free(dwin), fs_cuda_free(dback), fs_cuda_free(dwin2);
+    }
+}
+
+static void glue_crop(void) {
+    GPU_ONLY();
+    static const size_t cases[][4] = {
+        /* h, w, ho, wo */
+        {1, 1, 1, 1}, {37, 41, 30, 29}, {9, 5, 9, 5}, {1024, 1024, 1000, 700}, {6, 3, 2, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t h = cases[k][0], w = cases[k][1], ho = cases[k][2], wo = cases[k][3];
+        float *x = rand_buf(h * w, -1, 1), *o = nan_buf(ho * wo);
+        float *dx = tdev(x, h * w), *dout = dev_nan(ho * wo);
+        char label[96];
+        fs_nn_ref.crop(o, x, h, w, ho, wo);
+        fs_nn_cuda.crop(dout, dx, h, w, ho, wo);
+        snprintf(label, sizeof label, "crop %zux%zu -> %zux%zu", h, w, ho, wo);
+        SAME(label, dout, o, ho * wo);
+        /* in place, as the host's memmove allows */
+        fs_nn_cuda.crop(dx, dx, h, w, ho, wo);
+        snprintf(label, sizeof label, "crop in place %zux%zu -> %zux%zu", h, w, ho, wo);
+        SAME(label, dx, o, ho * wo);
+        free(x), free(o);
+        fs_cuda_free(dx), fs_cuda_free(dout);
+    }
+}
+
+static void adamw(void) {
+    GPU_ONLY();
+    static const size_t sizes[] = {1, 1000, 100003};
+    const double hyper[5] = {1e-3, 0.9, 0.999, 1e-8, 0.01};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        float *p = rand_buf(n, -1, 1), *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+        float *dp = tdev(p, n), *dm = tdev(NULL, n), *dv = tdev(NULL, n);
+        char label[96];
+        for (size_t t = 1; t <= 6; t++) {
+            /* gradients of varied scale, a few exactly zero */
+            float *g = rand_buf(n, -1, 1);
+            for (size_t i = 0; i < n; i++) g[i] = i % 97 == 5 ? 0.0f : g[i] * (float)(1 + i % 7) * 0.1f;
+            float *dg = tdev(g, n);
+            fs_nn_ref.adamw_update(p, g, m, v, n, hyper, t);
+            fs_nn_cuda.adamw_update(dp, dg, dm, dv, n, hyper, t);
+            free(g), fs_cuda_free(dg);
+        }
+        snprintf(label, sizeof label, "p n%zu after 6 steps", n);
+        NEAR_REL(label, dp, p, n, 1e-6);
+        snprintf(label, sizeof label, "m n%zu after 6 steps", n);
+        NEAR_REL(label, dm, m, n, 1e-6);
+        snprintf(label, sizeof label, "v n%zu after 6 steps", n);
+        NEAR_REL(label, dv, v, n, 1e-6);
+        free(p), free(m), free(v);
+        fs_cuda_free(dp), fs_cuda_free(dm), fs_cuda_free(dv);
+    }
+    fs_nn_cuda.adamw_update(NULL, NULL, NULL, NULL, 0, hyper, 1);
+}
+
+/* The sum of squares with a compensated (Neumaier) sum: accurate to a few
+ * ulps, where the reference's sequential sum drifts by about n * 1e-18
+ * relative (7e-13 at n = 1e6). */
+static double sumsq_accurate(const float *x, size_t n) {
+    double s = 0, c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)x[i] * x[i], t = s + v;
+        c += fabs(s) >= fabs(v) ? (s - t) + v : (v - t) + s;
+        s = t;
+    }
+    return s + c;
+}
+
+static void sumsq(void) {
+    GPU_ONLY();
+    static const size_t sizes[] = {1, 255, 257, 100003, 1000000, 3000017};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        float *x = rand_buf(n, -3, 3), *dx = tdev(x, n);
+        double want = fs_nn_ref.sumsq(x, n), exact = sumsq_accurate(x, n);
+        double got = fs_nn_cuda.sumsq(dx, n), again = fs_nn_cuda.sumsq(dx, n);
+        printf("# %s n%zu: %.17g, reference %.17g (rel err %.3g), compensated %.17g (rel err %.3g)\n", test_current, n,
+               got, want, fabs(got - want) / want, exact, fabs(got - exact) / exact);
+        if (n <= 1000000) CHECKF(fabs(got - want) <= 1e-12 * want, "n %zu: %.17g vs reference %.17g", n, got, want);
+        CHECKF(fabs(got - exact) <= 1e-14 * exact, "n %zu: %.17g vs compensated sum %.17g", n, got, exact);
+        CHECKF(memcmp(&got, &again, sizeof got) == 0, "n %zu: %.17g then %.17g (not repeatable)", n, got, again);
+        /* it waits for the kernels queued before it */
+        fs_nn_cuda.scale(dx, 2.0f, n);
+        double scaled = fs_nn_cuda.sumsq(dx, n);
+        CHECKF(fabs(scaled - 4 * exact) <= 4e-14 * exact, "n %zu after scale 2: %.17g vs %.17g", n, scaled,
+               4 * exact);
+        free(x), fs_cuda_free(dx);
+    }
+    CHECK(fs_nn_cuda.sumsq(NULL, 0) == 0.0);
+}
+
 int main(void) {
     fs_rng_init(&rng, 7, 0);
     gpu = fs_cuda_available();
@@ -532,5 +834,13 @@ int main(void) {
     RUN(conv_tf32);
     RUN(linear_bf16);
     RUN(conv_bf16);
+    RUN(table_memory);
+    RUN(glue_pointwise);
+    RUN(glue_rows);
+    RUN(glue_cols);
+    RUN(glue_windows);
+    RUN(glue_crop);
+    RUN(adamw);
+    RUN(sumsq);
     TEST_EXIT();
 }

@@ -48,4 +48,27 @@ void fs_cuda_resize_bilinear_backward(float *dinp, const float *dout, size_t N, 
 /* out[M, N] = bias[N] on every row (pointwise.cu). */
 void fs_cu_bias_rows(float *out, const float *bias, size_t M, size_t N, const char *what);
 
+/* ---- memory, tensor glue, optimiser (tensor.cu) ----
+ * The memory entries of the table: fs_cuda_alloc and the copies with the
+ * table's contract (zeroed memory; void copies that exit on an error like
+ * the kernels). */
+int fs_cuda_ops_available(void);
+void *fs_cuda_ops_alloc(size_t bytes);
+void fs_cuda_ops_free(void *p);
+void fs_cuda_ops_upload(void *dst, const void *src, size_t bytes);
+void fs_cuda_ops_download(void *dst, const void *src, size_t bytes);
+void fs_cuda_ops_copy(void *dst, const void *src, size_t bytes);
+void fs_cuda_ops_zero(void *p, size_t bytes);
+void fs_cuda_add(float *out, const float *a, const float *b, size_t n);
+void fs_cuda_scale(float *x, float f, size_t n);
+void fs_cuda_add_rows(float *x, const float *row, size_t M, size_t N);
+void fs_cuda_sum_rows(float *drow, const float *dx, size_t M, size_t N);
+void fs_cuda_add_cols(float *out, size_t ldo, size_t off, const float *in, float f, size_t M, size_t N);
+void fs_cuda_take_cols(float *out, const float *in, size_t ldi, size_t off, float f, size_t M, size_t N);
+void fs_cuda_window_partition(float *win, const float *x, size_t B, size_t g, size_t ws, size_t C);
+void fs_cuda_window_unpartition(float *x, const float *win, size_t B, size_t g, size_t ws, size_t C, int acc);
+void fs_cuda_crop(float *out, const float *x, size_t h, size_t w, size_t ho, size_t wo);
+void fs_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const double hyper[5], size_t t);
+double fs_cuda_sumsq(const float *x, size_t n);
+
 #endif
