@@ -22,6 +22,11 @@
  * a fixed order and no kernel uses atomics, so results repeat run to run on
  * the same GPU and math mode.
  *
+ * The table's memory entries (alloc .. zero) make it a device backend for the
+ * model (nn/nn.h): fs_sam_bind puts a model's tensors in its memory. The
+ * environment variable FEWSAM_CUDA_MATH (fp32, tf32, bf16) sets the math
+ * mode at first use, for programs that have no option for it.
+ *
  * Built only when nvcc is present, into libfewsam_cuda.a; link it with
  * -L/usr/local/cuda/lib64 -lcublas -lcudart -lstdc++ (never -lcuda). */
 #ifndef FS_NN_CUDA_H
@@ -65,6 +70,12 @@ int fs_cuda_to_host(void *dst, const void *src, size_t bytes);
 int fs_cuda_memset(void *p, int byte, size_t bytes);
 /* Waits for every queued kernel; reports an asynchronous error. */
 int fs_cuda_sync(void);
+
+/* Device bytes held now and at most since the last reset (fs_cuda_alloc,
+ * the table's alloc, and the kernels' own scratch). */
+size_t fs_cuda_mem_in_use(void);
+size_t fs_cuda_mem_peak(void);
+void fs_cuda_mem_reset_peak(void);
 
 #ifdef __cplusplus
 }

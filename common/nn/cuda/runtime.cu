@@ -1,6 +1,7 @@
 /* The CUDA backend's runtime: device detection, the process's stream and
  * cuBLAS handle, error reporting, device memory helpers, the scratch buffer
  * and the cuBLAS wrappers. */
+#include <unordered_map>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,28 @@ static size_t g_ones_n;
 
 enum { MATH_FP32, MATH_TF32, MATH_BF16 };
 static int g_math = MATH_FP32;
+
+/* Device bytes held through fs_cuda_alloc and the kernels' scratch, for the
+ * benchmarks' peak-memory figures (cudaFree does not say how much it freed). */
+static std::unordered_map<void *, size_t> g_sizes;
+static size_t g_in_use, g_peak;
+
+static void account(void *p, size_t bytes) {
+    g_sizes[p] = bytes;
+    g_in_use += bytes;
+    if (g_in_use > g_peak) g_peak = g_in_use;
+}
+
+static void unaccount(void *p) {
+    auto it = g_sizes.find(p);
+    if (it == g_sizes.end()) return;
+    g_in_use -= it->second;
+    g_sizes.erase(it);
+}
+
+extern "C" size_t fs_cuda_mem_in_use(void) { return g_in_use; }
+extern "C" size_t fs_cuda_mem_peak(void) { return g_peak; }
+extern "C" void fs_cuda_mem_reset_peak(void) { g_peak = g_in_use; }
 
 void fs_cu_die(const char *what, const char *msg) {
     fprintf(stderr, "fewsam cuda: %s: %s\n", what, msg);
@@ -69,6 +92,8 @@ static void init_once(void) {
     fs_cu_blas_check(cublasSetStream(g_blas, g_stream), "init: cublasSetStream");
     const char *s = getenv("FEWSAM_CUDA_SYNC");
     g_sync_each = s && s[0] == '1';
+    const char *m = getenv("FEWSAM_CUDA_MATH");
+    if (m && m[0] && fs_nn_cuda_set_math(m)) fs_cu_die("FEWSAM_CUDA_MATH", fs_error_msg());
 }
 
 cudaStream_t fs_cu_stream(void) {
@@ -114,11 +139,14 @@ extern "C" void *fs_cuda_alloc(size_t bytes) {
         fs_error("cannot allocate %zu bytes on the GPU: %s", bytes, cudaGetErrorString(e));
         return NULL;
     }
+    account(p, bytes ? bytes : 1);
     return p;
 }
 
 extern "C" void fs_cuda_free(void *p) {
-    if (p) fs_cu_check(cudaFree(p), "fs_cuda_free");
+    if (!p) return;
+    unaccount(p);
+    fs_cu_check(cudaFree(p), "fs_cuda_free");
 }
 
 static int copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what) {
@@ -165,6 +193,7 @@ static void grow(float **buf, size_t *cap, size_t n, const char *what) {
     cudaStream_t s = fs_cu_stream();
     if (*buf) {
         fs_cu_check(cudaStreamSynchronize(s), what);
+        unaccount(*buf);
         fs_cu_check(cudaFree(*buf), what);
         *buf = NULL;
         *cap = 0;
@@ -177,6 +206,7 @@ static void grow(float **buf, size_t *cap, size_t n, const char *what) {
                  cudaGetErrorString(e));
         fs_cu_die(what, msg);
     }
+    account(*buf, want * sizeof(float));
     *cap = want;
 }
 
