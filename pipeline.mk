@@ -18,9 +18,11 @@ BIN ?= build/bin
 # DEVICE: where the model runs. cpu: the OpenBLAS/OpenMP kernels (or
 # BACKEND=ref for the plain reference kernels). cuda: the trainer and
 # predictor of the CUDA build ($(CUDA_BIN), made by `make` when nvcc is
-# found) on the GPU; FEWSAM_CUDA_MATH=tf32 or bf16 in the environment picks
-# tensor-core matrix products (fp32 by default).
+# found) on the GPU. CUDA_MATH: the GPU's matrix products, fp32 (exact), tf32
+# or bf16 (tensor cores; fp32 weights and optimiser state either way).
 DEVICE ?= cpu
+CUDA_MATH ?= fp32
+export FEWSAM_CUDA_MATH := $(CUDA_MATH)
 CUDA_BIN ?= $(dir $(BIN))cuda-bin
 ifeq ($(DEVICE),cuda)
 ifeq ($(wildcard $(CUDA_BIN)/trainer),)
@@ -71,6 +73,8 @@ PROMPT ?= point
 BOX_JITTER ?= 0
 MULTIMASK ?= 0
 BACKEND ?= $(if $(filter cuda,$(DEVICE)),cuda,cpu)
+# what the kernels compute with: the math mode counts on a GPU
+KERNELS = $(1)$(if $(filter cuda,$(1)),/$(CUDA_MATH))
 PRED ?= $(RUN)/predictions
 # Fine-tuning (trainer): TRAIN=off or ITERS=0 keeps the zero-shot row only.
 TRAIN ?= on
@@ -108,10 +112,10 @@ stamp = $(shell mkdir -p $(RUN)/.settings && f=$(RUN)/.settings/$(1) && \
 
 LOADER_SETTINGS := $(DATA_KIND) in=$(DATA_DIR) seed=$(SEED) split=$(SPLIT_FRACTION) test=$(TEST_CASES) train=$(TRAIN_CASES) $(LOADER_ARGS)
 SAMPLER_SETTINGS := fraction=$(FRACTION) count=$(COUNT) strategy=$(SAMPLER_STRATEGY) seed=$(SEED) $(SAMPLER_ARGS)
-PREDICTOR_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(BACKEND)
+PREDICTOR_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) prompt=$(PROMPT) jitter=$(BOX_JITTER) multimask=$(MULTIMASK) seed=$(SEED) backend=$(call KERNELS,$(BACKEND))
 $(call stamp,loader,$(LOADER_SETTINGS))
 $(call stamp,sampler,$(SAMPLER_SETTINGS))
-TRAINER_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) iters=$(ITERS) batch=$(BATCH) accum=$(ACCUM) lr=$(LR) warmup=$(WARMUP) rank=$(LORA_RANK) targets=$(LORA_TARGETS) decoder=$(DECODER) prompt=$(TRAIN_PROMPT) jitter=$(TRAIN_BOX_JITTER) seed=$(SEED) backend=$(TRAIN_BACKEND) $(TRAINER_ARGS) synth=$(if $(SYNTHESIS),on $(SYNTH_ARGS),off)
+TRAINER_SETTINGS := sam=$(SAM) config=$(SAM_CONFIG) img_size=$(IMG_SIZE) iters=$(ITERS) batch=$(BATCH) accum=$(ACCUM) lr=$(LR) warmup=$(WARMUP) rank=$(LORA_RANK) targets=$(LORA_TARGETS) decoder=$(DECODER) prompt=$(TRAIN_PROMPT) jitter=$(TRAIN_BOX_JITTER) seed=$(SEED) backend=$(call KERNELS,$(TRAIN_BACKEND)) $(TRAINER_ARGS) synth=$(if $(SYNTHESIS),on $(SYNTH_ARGS),off)
 $(call stamp,predictor,$(PREDICTOR_SETTINGS))
 $(call stamp,trainer,$(TRAINER_SETTINGS))
 

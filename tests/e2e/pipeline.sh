@@ -87,6 +87,11 @@ out=$(mk -n pipeline SAM="$W" ITERS=5 DEVICE=cuda CUDA_BIN="$d/cudabin")
 if grep -q "^run/local .* -- $d/cudabin/trainer " <<<"$out" && [ "$(grep -c "^$d/cudabin/predictor .*--backend cuda" <<<"$out")" = 2 ] \
   && grep -q -- "--backend cuda --ckpt-every" <<<"$out"; then pass device_cuda_uses_the_cuda_build
 else fail device_cuda_uses_the_cuda_build "$(grep -E 'trainer|predictor' <<<"$out" | head -3)"; fi
+# the GPU's math mode is a setting of both model stages (in their stamps)
+mk -n pipeline SAM="$W" ITERS=5 DEVICE=cuda CUDA_BIN="$d/cudabin" CUDA_MATH=bf16 >/dev/null
+if grep -q "backend=cuda/bf16" "$d/run/.settings/trainer" && grep -q "backend=cuda/bf16" "$d/run/.settings/predictor" \
+  && ! grep -q "bf16" "$d/run/.settings/sampler"; then pass cuda_math_is_a_model_setting
+else fail cuda_math_is_a_model_setting "$(cat "$d/run/.settings/trainer")"; fi
 expect_error device_cuda_without_the_cuda_build "DEVICE=cuda: .*/none/trainer is missing" \
   make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=cuda CUDA_BIN="$d/none" pipeline
 expect_error device_unknown "DEVICE=tpu: expected cpu or cuda" \
