@@ -55,10 +55,9 @@ typedef struct {
 struct fs_synth_scratch {
     size_t oh, ow, n_boxes;
     float *patch, *tmp, *alpha;   /* [oh * ow] */
-    uint8_t *plab, *inst;         /* [oh * ow] */
-    double *edt;                  /* [oh * ow] */
-    double *line, *env;           /* [max + 1] */
-    int *idx;                     /* [max + 1] */
+    uint8_t *plab, *inst, *mask;  /* [oh * ow] */
+    int32_t *edt;                 /* [oh * ow] */
+    int32_t *edt_scratch;         /* [3 * ow] */
     bbox *boxes;                  /* [(FS_SYNTH_MAX_PASTE + 1) * n_classes] */
 };
 
@@ -464,7 +463,7 @@ int fs_synth_scratch_new(const fs_synth *s, fs_synth_scratch **out) {
     *out = NULL;
     fs_synth_scratch *w = calloc(1, sizeof *w);
     if (!w) return fs_error("out of memory");
-    const size_t n = s->oh * s->ow, m = (s->oh > s->ow ? s->oh : s->ow) + 1;
+    const size_t n = s->oh * s->ow;
     w->oh = s->oh;
     w->ow = s->ow;
     w->n_boxes = (FS_SYNTH_MAX_PASTE + 1) * s->n_classes;
@@ -473,12 +472,11 @@ int fs_synth_scratch_new(const fs_synth *s, fs_synth_scratch **out) {
     w->alpha = malloc(n * sizeof *w->alpha);
     w->plab = malloc(n);
     w->inst = malloc(n);
+    w->mask = malloc(n);
     w->edt = malloc(n * sizeof *w->edt);
-    w->line = malloc(m * sizeof *w->line);
-    w->env = malloc((m + 1) * sizeof *w->env);
-    w->idx = malloc(m * sizeof *w->idx);
+    w->edt_scratch = malloc(3 * s->ow * sizeof *w->edt_scratch);
     w->boxes = malloc(w->n_boxes * sizeof *w->boxes);
-    if (!w->patch || !w->tmp || !w->alpha || !w->plab || !w->inst || !w->edt || !w->line || !w->env || !w->idx ||
+    if (!w->patch || !w->tmp || !w->alpha || !w->plab || !w->inst || !w->mask || !w->edt || !w->edt_scratch ||
         !w->boxes) {
         fs_synth_scratch_free(w);
         return fs_error("out of memory for synthesis scratch (%zux%zu)", s->oh, s->ow);
@@ -494,10 +492,9 @@ void fs_synth_scratch_free(fs_synth_scratch *w) {
     free(w->alpha);
     free(w->plab);
     free(w->inst);
+    free(w->mask);
     free(w->edt);
-    free(w->line);
-    free(w->env);
-    free(w->idx);
+    free(w->edt_scratch);
     free(w->boxes);
     free(w);
 }
@@ -721,23 +718,26 @@ static void interior_point(fs_synth_scratch *w, const uint8_t *label, const uint
     const size_t x0 = b->x0 ? b->x0 - 1 : 0, y0 = b->y0 ? b->y0 - 1 : 0;
     const size_t x1 = b->x1 + 1 < W ? b->x1 + 1 : W - 1, y1 = b->y1 + 1 < H ? b->y1 + 1 : H - 1;
     const size_t cw = x1 - x0 + 1, ch = y1 - y0 + 1;
-    double *f = w->edt;
+    uint8_t *mk = w->mask;
     for (size_t r = 0; r < ch; r++) {
         const uint8_t *l = label + (y0 + r) * W + x0;
-        const uint8_t *in = inst ? inst + (y0 + r) * W + x0 : NULL;
-        for (size_t c = 0; c < cw; c++) f[r * cw + c] = l[c] == cls && (!in || in[c] == id) ? INFINITY : 0;
-    }
-    fs_edt2_sq(f, ch, cw, w->line, w->env, w->idx);
-    size_t best = 0;
-    double best_d = -1;
-    for (size_t r = 0; r < ch; r++) {
-        const uint8_t *l = label + (y0 + r) * W + x0;
-        const uint8_t *in = inst ? inst + (y0 + r) * W + x0 : NULL;
-        for (size_t c = 0; c < cw; c++) {
-            if (l[c] != cls || (in && in[c] != id)) continue;
-            if (f[r * cw + c] > best_d) best_d = f[r * cw + c], best = r * cw + c;
+        uint8_t *o = mk + r * cw;
+        if (inst) {
+            const uint8_t *in = inst + (y0 + r) * W + x0;
+            for (size_t c = 0; c < cw; c++) o[c] = (l[c] == cls) & (in[c] == id);
+        } else {
+            for (size_t c = 0; c < cw; c++) o[c] = l[c] == cls;
         }
     }
+    int32_t *d = w->edt;
+    fs_edt2_sq_mask(mk, ch, cw, cw, d, w->edt_scratch);
+    /* pixels outside the object are at distance 0 and every object pixel
+     * at least 1 (the box holds one), so the first maximum over the whole
+     * box is the object's */
+    size_t best = 0;
+    int32_t best_d = -1;
+    for (size_t i = 0; i < ch * cw; i++)
+        if (d[i] > best_d) best_d = d[i], best = i;
     pt[0] = (float)(x0 + best % cw);
     pt[1] = (float)(y0 + best / cw);
 }

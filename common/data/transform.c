@@ -418,3 +418,98 @@ void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *i
     for (size_t r = 0; r < h; r++) edt_row_binary(f + r * w, w);
     for (size_t c = 0; c < w; c++) edt_line(f + c, h, w, line, env, idx);
 }
+
+/* Meijster's separator: the first column at which the parabola of column
+ * u lies below that of column i < u (floor division). */
+static inline int32_t edt_sep(int32_t i, int32_t u, const int32_t *f) {
+    const int32_t n = u * u - i * i + f[u] - f[i], d = 2 * (u - i);
+    return n >= 0 ? n / d : -((-n + d - 1) / d);
+}
+
+/* One row: d[x] = min over i of (x - i)^2 + f[i]; s, t scratch of n. */
+static void edt_row_envelope(const int32_t *f, int32_t *d, int32_t n, int32_t *s, int32_t *t) {
+    int32_t q = 0;
+    s[0] = 0;
+    t[0] = 0;
+    for (int32_t u = 1; u < n; u++) {
+        while (q >= 0) {
+            const int32_t x = t[q], a = x - s[q], b = x - u;
+            if (a * a + f[s[q]] <= b * b + f[u]) break;
+            q--;
+        }
+        if (q < 0) {
+            q = 0;
+            s[0] = u;
+        } else {
+            const int32_t w = 1 + edt_sep(s[q], u, f);
+            if (w < n) {
+                q++;
+                s[q] = u;
+                t[q] = w;
+            }
+        }
+    }
+    for (int32_t u = n - 1; u >= 0; u--) {
+        const int32_t a = u - s[q];
+        d[u] = a * a + f[s[q]];
+        if (u == t[q]) q--;
+    }
+}
+
+void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
+    /* A column without a 0 gets distances of at least h + w: larger than
+     * any true one, so the envelope never picks it while some column has a
+     * 0 (and the squares stay below 2^31 for sides up to 8192). */
+    const int32_t far = (int32_t)(h + w);
+    const v4i one = {1, 1, 1, 1};
+    int any = 0;
+    for (size_t r = 0; r < h; r++) {
+        const uint8_t *m = mask + r * ms;
+        int32_t *cur = d + r * w;
+        const int32_t *prev = r ? cur - w : NULL;
+        size_t c = 0;
+        v4i seen = {0, 0, 0, 0};
+        for (; c + 4 <= w; c += 4) {
+            const v4i in = (v4i){m[c], m[c + 1], m[c + 2], m[c + 3]} != 0; /* -1 inside */
+            v4i up = {far, far, far, far};
+            if (prev) {
+                __builtin_memcpy(&up, prev + c, sizeof up);
+                up += one;
+            }
+            seen |= ~in;
+            const v4i v = up & in;
+            __builtin_memcpy(cur + c, &v, sizeof v);
+        }
+        any |= seen[0] | seen[1] | seen[2] | seen[3];
+        for (; c < w; c++) {
+            any |= !m[c];
+            cur[c] = m[c] ? (prev ? prev[c] + 1 : far) : 0;
+        }
+    }
+    if (!any) {
+        for (size_t i = 0; i < h * w; i++) d[i] = FS_EDT_NONE;
+        return;
+    }
+    for (size_t r = h - 1; r-- > 0;) {
+        int32_t *cur = d + r * w;
+        const int32_t *next = cur + w;
+        size_t c = 0;
+        for (; c + 4 <= w; c += 4) {
+            v4i a, b;
+            __builtin_memcpy(&a, cur + c, sizeof a);
+            __builtin_memcpy(&b, next + c, sizeof b);
+            b += one;
+            const v4i lt = a < b;
+            a = (a & lt) | (b & ~lt);
+            __builtin_memcpy(cur + c, &a, sizeof a);
+        }
+        for (; c < w; c++)
+            if (next[c] + 1 < cur[c]) cur[c] = next[c] + 1;
+    }
+    int32_t *f = scratch, *s = scratch + w, *t = scratch + 2 * w;
+    for (size_t r = 0; r < h; r++) {
+        int32_t *row = d + r * w;
+        for (size_t c = 0; c < w; c++) f[c] = row[c] * row[c];
+        edt_row_envelope(f, row, (int32_t)w, s, t);
+    }
+}

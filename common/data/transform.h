@@ -66,4 +66,15 @@ void fs_noise(float *x, size_t n, double sigma, uint64_t key, uint64_t stream, u
  * doubles, env of max(h, w) + 1 doubles, idx of max(h, w) ints. */
 void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *idx);
 
+/* The same distances for a mask, in integers and cache order: d[r, c] is
+ * the squared distance from pixel (r, c) of mask[h, w] (row stride ms) to
+ * the nearest pixel where the mask is 0 (so 0 there), or FS_EDT_NONE
+ * everywhere when the mask has no 0 at all. Equal to fs_edt2_sq on
+ * (mask ? INFINITY : 0), its reference twin. The column distances are
+ * found four columns at a time walking down the rows, then Meijster,
+ * Roerdink and Hesselink's integer lower envelope runs along each row.
+ * d: h * w values; scratch: 3 * w values; sides up to 8192. */
+#define FS_EDT_NONE INT32_MAX
+void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch);
+
 #endif
