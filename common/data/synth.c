@@ -57,7 +57,7 @@ struct fs_synth_scratch {
     float *patch, *tmp, *alpha;   /* [oh * ow] */
     uint8_t *plab, *inst, *mask;  /* [oh * ow] */
     int32_t *edt;                 /* [oh * ow] */
-    int32_t *edt_scratch;         /* [3 * ow] */
+    int32_t *edt_scratch;         /* [3 * ow + oh] */
     bbox *boxes;                  /* [(FS_SYNTH_MAX_PASTE + 1) * n_classes] */
 };
 
@@ -474,7 +474,7 @@ int fs_synth_scratch_new(const fs_synth *s, fs_synth_scratch **out) {
     w->inst = malloc(n);
     w->mask = malloc(n);
     w->edt = malloc(n * sizeof *w->edt);
-    w->edt_scratch = malloc(3 * s->ow * sizeof *w->edt_scratch);
+    w->edt_scratch = malloc((3 * s->ow + s->oh) * sizeof *w->edt_scratch);
     w->boxes = malloc(w->n_boxes * sizeof *w->boxes);
     if (!w->patch || !w->tmp || !w->alpha || !w->plab || !w->inst || !w->mask || !w->edt || !w->edt_scratch ||
         !w->boxes) {
@@ -729,15 +729,10 @@ static void interior_point(fs_synth_scratch *w, const uint8_t *label, const uint
             for (size_t c = 0; c < cw; c++) o[c] = l[c] == cls;
         }
     }
-    int32_t *d = w->edt;
-    fs_edt2_sq_mask(mk, ch, cw, cw, d, w->edt_scratch);
     /* pixels outside the object are at distance 0 and every object pixel
      * at least 1 (the box holds one), so the first maximum over the whole
      * box is the object's */
-    size_t best = 0;
-    int32_t best_d = -1;
-    for (size_t i = 0; i < ch * cw; i++)
-        if (d[i] > best_d) best_d = d[i], best = i;
+    const size_t best = fs_edt2_argmax_mask(mk, ch, cw, cw, w->edt, w->edt_scratch);
     pt[0] = (float)(x0 + best % cw);
     pt[1] = (float)(y0 + best / cw);
 }

@@ -456,10 +456,12 @@ static void edt_row_envelope(const int32_t *f, int32_t *d, int32_t n, int32_t *s
     }
 }
 
-void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
-    /* A column without a 0 gets distances of at least h + w: larger than
-     * any true one, so the envelope never picks it while some column has a
-     * 0 (and the squares stay below 2^31 for sides up to 8192). */
+/* The column pass: d[r, c] = distance down or up column c to its nearest
+ * 0 of the mask. A column without a 0 gets distances of at least h + w:
+ * larger than any true one, so the envelope never picks it while some
+ * column has a 0 (and the squares stay below 2^31 for sides up to 8192).
+ * Returns whether the mask has a 0 at all. */
+static int edt_columns(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d) {
     const int32_t far = (int32_t)(h + w);
     const v4i one = {1, 1, 1, 1};
     int any = 0;
@@ -486,10 +488,7 @@ void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t
             cur[c] = m[c] ? (prev ? prev[c] + 1 : far) : 0;
         }
     }
-    if (!any) {
-        for (size_t i = 0; i < h * w; i++) d[i] = FS_EDT_NONE;
-        return;
-    }
+    if (!any) return 0;
     for (size_t r = h - 1; r-- > 0;) {
         int32_t *cur = d + r * w;
         const int32_t *next = cur + w;
@@ -506,10 +505,59 @@ void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t
         for (; c < w; c++)
             if (next[c] + 1 < cur[c]) cur[c] = next[c] + 1;
     }
+    return 1;
+}
+
+/* Row r of the transform in place, from its column distances. */
+static void edt_row(int32_t *row, size_t w, int32_t *scratch) {
     int32_t *f = scratch, *s = scratch + w, *t = scratch + 2 * w;
-    for (size_t r = 0; r < h; r++) {
-        int32_t *row = d + r * w;
-        for (size_t c = 0; c < w; c++) f[c] = row[c] * row[c];
-        edt_row_envelope(f, row, (int32_t)w, s, t);
+    for (size_t c = 0; c < w; c++) f[c] = row[c] * row[c];
+    edt_row_envelope(f, row, (int32_t)w, s, t);
+}
+
+void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
+    if (!edt_columns(mask, h, w, ms, d)) {
+        for (size_t i = 0; i < h * w; i++) d[i] = FS_EDT_NONE;
+        return;
     }
+    for (size_t r = 0; r < h; r++) edt_row(d + r * w, w, scratch);
+}
+
+size_t fs_edt2_argmax_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
+    if (!edt_columns(mask, h, w, ms, d)) return 0;
+    /* A pixel is no farther from the nearest 0 than from the nearest 0 in
+     * its column or in its row: ub[r] bounds row r's largest value, and
+     * rows that cannot beat the best found so far are never transformed.
+     * The most promising row goes first. */
+    int32_t *ub = scratch + 3 * w;
+    size_t top = 0;
+    for (size_t r = 0; r < h; r++) {
+        const uint8_t *m = mask + r * ms;
+        const int32_t *g = d + r * w;
+        int32_t *hd = scratch; /* distance along the row, left then right */
+        int32_t run = (int32_t)(h + w), best = 0;
+        for (size_t c = 0; c < w; c++) hd[c] = run = m[c] ? run + 1 : 0;
+        run = (int32_t)(h + w);
+        for (size_t c = w; c-- > 0;) {
+            run = m[c] ? run + 1 : 0;
+            int32_t v = hd[c] < run ? hd[c] : run;
+            if (g[c] < v) v = g[c];
+            if (v > best) best = v;
+        }
+        ub[r] = best;
+        if (best > ub[top]) top = r;
+    }
+    size_t at = top * w;
+    int32_t best = -1;
+    for (size_t k = 0; k <= h; k++) {
+        /* k == 0: the top row; then every other row in order */
+        const size_t r = k == 0 ? top : k - 1;
+        if (k && r == top) continue;
+        if ((int64_t)ub[r] * ub[r] < best || ((int64_t)ub[r] * ub[r] == best && r * w > at)) continue;
+        int32_t *row = d + r * w;
+        edt_row(row, w, scratch);
+        for (size_t c = 0; c < w; c++)
+            if (row[c] > best || (row[c] == best && r * w + c < at)) best = row[c], at = r * w + c;
+    }
+    return at;
 }

@@ -76,5 +76,10 @@ void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *i
  * d: h * w values; scratch: 3 * w values; sides up to 8192. */
 #define FS_EDT_NONE INT32_MAX
 void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch);
+/* The interior-most pixel of the mask: the index r * w + c of the first
+ * (row-major) largest fs_edt2_sq_mask value, 0 when the mask has no 0.
+ * Rows whose bound shows they cannot hold it are skipped. d: h * w values
+ * (left holding partial results); scratch: 3 * w + h values. */
+size_t fs_edt2_argmax_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch);
 
 #endif
