@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     const float *image;
     size_t h, w;
+    fs_support sup;
 } bg_slice;
 
 struct fs_synth {
@@ -35,6 +36,7 @@ struct fs_synth {
     size_t h, w, oh, ow, n_classes;
     bg_slice *bgs;
     size_t n_bg;
+    fs_support *ex_sup; /* [n_ex] where each exemplar slice is not all zero */
     uint16_t *comp; /* [n_ex, h, w] component ids (component and region modes) */
     cand *cands;    /* grouped by class */
     size_t n_cands;
@@ -360,10 +362,18 @@ int fs_synth_create(fs_synth **out, const fs_slices *exemplars, const fs_slices 
                 fs_synth_free(s);
                 return fs_error("background slices of %zux%zu: out of range (at most %d)", b->h, b->w, MAX_SIDE);
             }
-            for (size_t k = 0; k < b->n; k++)
-                s->bgs[s->n_bg++] = (bg_slice){(const float *)b->image.data + k * b->h * b->w, b->h, b->w};
+            for (size_t k = 0; k < b->n; k++) {
+                bg_slice *g = &s->bgs[s->n_bg++];
+                *g = (bg_slice){(const float *)b->image.data + k * b->h * b->w, b->h, b->w, {0, 0, -1, -1}};
+                fs_warp_support(g->image, NULL, g->h, g->w, &g->sup);
+            }
         }
     }
+    s->ex_sup = malloc(exemplars->n * sizeof *s->ex_sup);
+    if (!s->ex_sup) { fs_synth_free(s); return fs_error("out of memory"); }
+    for (size_t k = 0; k < exemplars->n; k++)
+        fs_warp_support((const float *)exemplars->image.data + k * s->h * s->w,
+                        (const uint8_t *)exemplars->label.data + k * s->h * s->w, s->h, s->w, &s->ex_sup[k]);
     if (build_candidates(s) || fs_synth_scratch_new(s, &s->own)) {
         fs_synth_free(s);
         return FS_ERR;
@@ -447,6 +457,7 @@ void fs_synth_free(fs_synth *s) {
     free(s->comp);
     free(s->cands);
     free(s->bgs);
+    free(s->ex_sup);
     if (s->own_ex) { fs_slices_free(s->own_ex); free(s->own_ex); }
     for (size_t i = 0; i < s->own_n_bg; i++) fs_slices_free(&s->own_bg[i]);
     free(s->own_bg);
@@ -681,7 +692,7 @@ static void paste_object(const fs_synth *s, fs_synth_scratch *w, fs_rng *r, uint
         if (w->plab[i]) cnt++;
     if (!cnt) return;
     const float *src = (const float *)s->ex->image.data + cd->slice * s->h * s->w;
-    fs_warp_bilinear(src, s->h, s->w, w->patch, ph, pw, pw, px0, py0, &m);
+    fs_warp_pair_support(src, NULL, s->h, s->w, &s->ex_sup[cd->slice], w->patch, NULL, ph, pw, pw, px0, py0, &m);
     for (size_t i = 0; i < pn; i++)
         if (w->plab[i]) sum += w->patch[i];
     intensity_chain(w->patch, ph, pw, sum / (double)cnt, &p, w->tmp, s->noise_key, index, j + 1);
@@ -821,11 +832,11 @@ int fs_synth_sample_with(const fs_synth *s, fs_synth_scratch *w, uint64_t index,
     const fs_affine m = centred_map(a, (double)(bw - 1) / 2, (double)(bh - 1) / 2, (double)(W - 1) / 2,
                                     (double)(H - 1) / 2);
     if (unl) {
-        fs_warp_bilinear(bimg, bh, bw, out->image, H, W, W, 0, 0, &m);
+        fs_warp_pair_support(bimg, NULL, bh, bw, &s->bgs[bi].sup, out->image, NULL, H, W, W, 0, 0, &m);
         memset(out->label, 0, H * W);
     } else {
-        fs_warp_pair(bimg, (const uint8_t *)s->ex->label.data + bi * s->h * s->w, bh, bw, out->image, out->label, H, W,
-                     W, 0, 0, &m);
+        fs_warp_pair_support(bimg, (const uint8_t *)s->ex->label.data + bi * s->h * s->w, bh, bw, &s->ex_sup[bi],
+                             out->image, out->label, H, W, W, 0, 0, &m);
     }
     intensity_chain(out->image, H, W, mean_of(out->image, H * W), &bp, w->tmp, s->noise_key, index, 0);
     memset(w->inst, 0, H * W);

@@ -106,58 +106,126 @@ static inline void pair_at(const float *src, const uint8_t *lab, long W, long H,
     }
 }
 
-static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw, float *dst, uint8_t *dl, size_t dh,
-                      size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
-    const long W = (long)sw, H = (long)sh;
+/* Pixels [c, end) of one destination row. */
+static inline void warp_span(const float *src, const uint8_t *lab, long W, long H, const row_coords *rc, float *out,
+                             uint8_t *ol, size_t c, size_t end) {
     const v4f lane = {0, 1, 2, 3};
     const v4u wl = {(uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1)};
     const v4u hl = {(uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1)};
-    for (size_t r = 0; r < dh; r++) {
-        const row_coords rc = row_start(m, ox, oy + (long)r, dw);
-        float *out = dst + r * ds;
-        uint8_t *ol = dl ? dl + r * ds : NULL;
-        size_t c = 0;
-        if (rc.tame) {
-            /* four pixels at a time while all four read inside the slice:
-             * coordinates and interpolation vectorised, taps gathered */
-            const v4f u0 = splat(rc.u0), v0 = splat(rc.v0), du = splat(rc.du), dv = splat(rc.dv);
-            for (; c + 4 <= dw; c += 4) {
-                const v4f cf = splat((float)c) + lane;
-                const v4f u = u0 + du * cf, v = v0 + dv * cf;
-                const v4i xi = __builtin_convertvector(u + splat(1), v4i) - 1;
-                const v4i yi = __builtin_convertvector(v + splat(1), v4i) - 1;
-                const v4i in = ((v4u)xi < wl) & ((v4u)yi < hl);
-                if (!(in[0] & in[1] & in[2] & in[3])) {
-                    for (size_t k = 0; k < 4; k++) pair_at(src, lab, W, H, &rc, c + k, out + c + k, ol ? ol + c + k : NULL);
-                    continue;
-                }
-                const v4f fx = u - __builtin_convertvector(xi, v4f), fy = v - __builtin_convertvector(yi, v4f);
-                const v4i at = yi * (int32_t)W + xi;
-                const v4f a00 = {src[at[0]], src[at[1]], src[at[2]], src[at[3]]};
-                const v4f a01 = {src[at[0] + 1], src[at[1] + 1], src[at[2] + 1], src[at[3] + 1]};
-                const v4f a10 = {src[at[0] + W], src[at[1] + W], src[at[2] + W], src[at[3] + W]};
-                const v4f a11 = {src[at[0] + W + 1], src[at[1] + W + 1], src[at[2] + W + 1], src[at[3] + W + 1]};
-                const v4f top = a00 + fx * (a01 - a00), bot = a10 + fx * (a11 - a10);
-                store4(out + c, top + fy * (bot - top));
-                if (ol) {
-                    /* a true comparison is -1 per lane */
-                    const v4i nat = at - (v4i)(fx >= splat(0.5f)) + ((v4i)(fy >= splat(0.5f)) & (int32_t)W);
-                    for (int k = 0; k < 4; k++) ol[c + (size_t)k] = lab[nat[k]];
-                }
+    if (rc->tame) {
+        /* four pixels at a time while all four read inside the slice:
+         * coordinates and interpolation vectorised, taps gathered */
+        const v4f u0 = splat(rc->u0), v0 = splat(rc->v0), du = splat(rc->du), dv = splat(rc->dv);
+        for (; c + 4 <= end; c += 4) {
+            const v4f cf = splat((float)c) + lane;
+            const v4f u = u0 + du * cf, v = v0 + dv * cf;
+            const v4i xi = __builtin_convertvector(u + splat(1), v4i) - 1;
+            const v4i yi = __builtin_convertvector(v + splat(1), v4i) - 1;
+            const v4i in = ((v4u)xi < wl) & ((v4u)yi < hl);
+            if (!(in[0] & in[1] & in[2] & in[3])) {
+                for (size_t k = 0; k < 4; k++) pair_at(src, lab, W, H, rc, c + k, out + c + k, ol ? ol + c + k : NULL);
+                continue;
+            }
+            const v4f fx = u - __builtin_convertvector(xi, v4f), fy = v - __builtin_convertvector(yi, v4f);
+            const v4i at = yi * (int32_t)W + xi;
+            const v4f a00 = {src[at[0]], src[at[1]], src[at[2]], src[at[3]]};
+            const v4f a01 = {src[at[0] + 1], src[at[1] + 1], src[at[2] + 1], src[at[3] + 1]};
+            const v4f a10 = {src[at[0] + W], src[at[1] + W], src[at[2] + W], src[at[3] + W]};
+            const v4f a11 = {src[at[0] + W + 1], src[at[1] + W + 1], src[at[2] + W + 1], src[at[3] + W + 1]};
+            const v4f top = a00 + fx * (a01 - a00), bot = a10 + fx * (a11 - a10);
+            store4(out + c, top + fy * (bot - top));
+            if (ol) {
+                /* a true comparison is -1 per lane */
+                const v4i nat = at - (v4i)(fx >= splat(0.5f)) + ((v4i)(fy >= splat(0.5f)) & (int32_t)W);
+                for (int k = 0; k < 4; k++) ol[c + (size_t)k] = lab[nat[k]];
             }
         }
-        for (; c < dw; c++) pair_at(src, lab, W, H, &rc, c, out + c, ol ? ol + c : NULL);
+    }
+    for (; c < end; c++) pair_at(src, lab, W, H, rc, c, out + c, ol ? ol + c : NULL);
+}
+
+/* Narrows [*c0, *c1] to the columns c whose source coordinate s0 + ds c
+ * along one axis lies in [lo, hi]. */
+static void span_clip(double s0, double ds, double lo, double hi, double *c0, double *c1) {
+    if (ds == 0) {
+        if (s0 < lo || s0 > hi) *c1 = *c0;
+        return;
+    }
+    double a = (lo - s0) / ds, b = (hi - s0) / ds;
+    if (a > b) { const double t = a; a = b; b = t; }
+    if (a > *c0) *c0 = a;
+    if (b < *c1) *c1 = b;
+}
+
+static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup, float *dst,
+                      uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
+    const long W = (long)sw, H = (long)sh;
+    for (size_t r = 0; r < dh; r++) {
+        const long y = oy + (long)r;
+        const row_coords rc = row_start(m, ox, y, dw);
+        float *out = dst + r * ds;
+        uint8_t *ol = dl ? dl + r * ds : NULL;
+        size_t c0 = 0, c1 = dw;
+        if (sup) {
+            /* Outside the support grown by two pixels every tap and the
+             * nearest pixel read 0, so the result is +0 and label 0 there
+             * whatever the rounding of the row's float coordinates. */
+            const double u0 = m->a[0][1] * (double)y + m->t[0] + m->a[0][0] * (double)ox;
+            const double v0 = m->a[1][1] * (double)y + m->t[1] + m->a[1][0] * (double)ox;
+            double a = 0, b = (double)dw;
+            span_clip(u0, m->a[0][0], (double)sup->x0 - 2, (double)sup->x1 + 2, &a, &b);
+            span_clip(v0, m->a[1][0], (double)sup->y0 - 2, (double)sup->y1 + 2, &a, &b);
+            if (!(a <= b) || sup->x0 > sup->x1) {
+                c0 = c1 = 0;
+            } else {
+                a = floor(a) - 1;
+                b = ceil(b) + 2;
+                c0 = a <= 0 ? 0 : a >= (double)dw ? dw : (size_t)a;
+                c1 = b <= 0 ? 0 : b >= (double)dw ? dw : (size_t)b;
+                if (c1 < c0) c1 = c0;
+            }
+            memset(out, 0, c0 * sizeof *out);
+            memset(out + c1, 0, (dw - c1) * sizeof *out);
+            if (ol) {
+                memset(ol, 0, c0);
+                memset(ol + c1, 0, dw - c1);
+            }
+        }
+        warp_span(src, lab, W, H, &rc, out, ol, c0, c1);
     }
 }
 
 void fs_warp_bilinear(const float *src, size_t sh, size_t sw, float *dst, size_t dh, size_t dw, size_t ds, long ox,
                       long oy, const fs_affine *m) {
-    warp_rows(src, NULL, sh, sw, dst, NULL, dh, dw, ds, ox, oy, m);
+    warp_rows(src, NULL, sh, sw, NULL, dst, NULL, dh, dw, ds, ox, oy, m);
 }
 
 void fs_warp_pair(const float *src, const uint8_t *lab, size_t sh, size_t sw, float *dst, uint8_t *dl, size_t dh,
                   size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
-    warp_rows(src, lab, sh, sw, dst, dl, dh, dw, ds, ox, oy, m);
+    warp_rows(src, lab, sh, sw, NULL, dst, dl, dh, dw, ds, ox, oy, m);
+}
+
+void fs_warp_support(const float *src, const uint8_t *lab, size_t h, size_t w, fs_support *sup) {
+    long x0 = (long)w, y0 = (long)h, x1 = -1, y1 = -1;
+    for (size_t r = 0; r < h; r++) {
+        const uint32_t *bits = (const uint32_t *)(const void *)(src + r * w);
+        const uint8_t *l = lab ? lab + r * w : NULL;
+        size_t a = 0, b = w;
+        while (a < b && !bits[a] && (!l || !l[a])) a++;
+        if (a == b) continue;
+        while (b > a && !bits[b - 1] && (!l || !l[b - 1])) b--;
+        if ((long)a < x0) x0 = (long)a;
+        if ((long)b - 1 > x1) x1 = (long)b - 1;
+        if (y0 > (long)r) y0 = (long)r;
+        y1 = (long)r;
+    }
+    *sup = (fs_support){x0, y0, x1, y1};
+}
+
+void fs_warp_pair_support(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup,
+                          float *dst, uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy,
+                          const fs_affine *m) {
+    warp_rows(src, lab, sh, sw, sup, dst, dl, dh, dw, ds, ox, oy, m);
 }
 
 void fs_warp_nearest_u8(const uint8_t *src, size_t sh, size_t sw, uint8_t *dst, size_t dh, size_t dw, size_t ds,

@@ -83,6 +83,47 @@ static void edt_argmax_matches_reference(void) {
     }
 }
 
+/* Sources with zero borders of random widths (or all zero, or none) under
+ * random rotations, scales, flips and shifts: the same bytes as the full
+ * warp, with and without labels. */
+static void warp_support_matches_full(void) {
+    fs_rng r;
+    fs_rng_init(&r, 9, 0);
+    enum { SH = 37, SW = 45, DH = 41, DW = 39 };
+    float src[SH * SW], a[DH * DW], b[DH * DW];
+    uint8_t lab[SH * SW], la[DH * DW], lb[DH * DW];
+    for (int trial = 0; trial < 300; trial++) {
+        const long x0 = (long)(fs_rng_uniform(&r) * SW), x1 = x0 + (long)(fs_rng_uniform(&r) * (double)(SW - x0));
+        const long y0 = (long)(fs_rng_uniform(&r) * SH), y1 = y0 + (long)(fs_rng_uniform(&r) * (double)(SH - y0));
+        const int empty = trial % 17 == 0;
+        for (long y = 0; y < SH; y++)
+            for (long x = 0; x < SW; x++) {
+                const int in = !empty && x >= x0 && x <= x1 && y >= y0 && y <= y1;
+                src[y * SW + x] = in ? (float)fs_rng_uniform(&r) : 0;
+                lab[y * SW + x] = in && fs_rng_uniform(&r) < 0.5 ? (uint8_t)(1 + trial % 5) : 0;
+            }
+        if (!empty && trial % 3 == 0) src[y0 * SW + x0] = -0.0f; /* a zero that is not all zero bits */
+        fs_support sup;
+        fs_warp_support(src, lab, SH, SW, &sup);
+        CHECK(empty ? sup.x0 > sup.x1 : sup.x0 >= x0 && sup.x1 <= x1 && sup.y0 >= y0 && sup.y1 <= y1);
+        const double th = (fs_rng_uniform(&r) - 0.5) * 1.2, sc = 0.7 + fs_rng_uniform(&r) * 0.8;
+        const double fx = trial % 2 ? -1 : 1;
+        fs_affine m = {{{fx * cos(th) / sc, sin(th) / sc}, {-fx * sin(th) / sc, cos(th) / sc}},
+                       {(fs_rng_uniform(&r) - 0.5) * 60, (fs_rng_uniform(&r) - 0.5) * 60}};
+        if (trial % 5 == 0) m.a[0][1] = m.a[1][0] = 0; /* axis-aligned: a zero step along one axis */
+        const long ox = (long)(fs_rng_uniform(&r) * 10) - 5, oy = (long)(fs_rng_uniform(&r) * 10) - 5;
+        fs_warp_pair(src, lab, SH, SW, a, la, DH, DW, DW, ox, oy, &m);
+        memset(b, 0x7f, sizeof b);
+        memset(lb, 0x7f, sizeof lb);
+        fs_warp_pair_support(src, lab, SH, SW, &sup, b, lb, DH, DW, DW, ox, oy, &m);
+        CHECKF(!memcmp(a, b, sizeof a) && !memcmp(la, lb, sizeof la), "trial %d", trial);
+        fs_warp_support(src, NULL, SH, SW, &sup);
+        fs_warp_bilinear(src, SH, SW, a, DH, DW, DW, ox, oy, &m);
+        fs_warp_pair_support(src, NULL, SH, SW, &sup, b, NULL, DH, DW, DW, ox, oy, &m);
+        CHECKF(!memcmp(a, b, sizeof a), "trial %d, image only", trial);
+    }
+}
+
 /* Long strips reach the largest distances the integers must hold. */
 static void edt_mask_long_strips(void) {
     enum { L = 8192 };
@@ -103,5 +144,6 @@ int main(void) {
     RUN(edt_mask_matches_reference);
     RUN(edt_argmax_matches_reference);
     RUN(edt_mask_long_strips);
+    RUN(warp_support_matches_full);
     TEST_EXIT();
 }
