@@ -106,9 +106,12 @@ static inline void pair_at(const float *src, const uint8_t *lab, long W, long H,
     }
 }
 
+#define WARP_AHEAD 3
+
 /* Pixels [c, end) of one destination row. */
 static inline void warp_span(const float *src, const uint8_t *lab, long W, long H, const row_coords *rc, float *out,
-                             uint8_t *ol, size_t c, size_t end) {
+                             uint8_t *ol, size_t c, size_t end, long ahead) {
+    const long last = W * H - 1;
     const v4f lane = {0, 1, 2, 3};
     const v4u wl = {(uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1)};
     const v4u hl = {(uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1)};
@@ -128,6 +131,14 @@ static inline void warp_span(const float *src, const uint8_t *lab, long W, long 
             }
             const v4f fx = u - __builtin_convertvector(xi, v4f), fy = v - __builtin_convertvector(yi, v4f);
             const v4i at = yi * (int32_t)W + xi;
+            /* Rotated rows cross the source's cache lines diagonally, which
+             * the hardware does not prefetch: ask for the lines that a row
+             * a few below will read (outside the slice: nothing to read). */
+            const long pf = (long)at[0] + ahead;
+            if (pf >= 0 && pf <= last) {
+                __builtin_prefetch(src + pf);
+                if (pf + W <= last) __builtin_prefetch(src + pf + W);
+            }
             const v4f a00 = {src[at[0]], src[at[1]], src[at[2]], src[at[3]]};
             const v4f a01 = {src[at[0] + 1], src[at[1] + 1], src[at[2] + 1], src[at[3] + 1]};
             const v4f a10 = {src[at[0] + W], src[at[1] + W], src[at[2] + W], src[at[3] + W]};
@@ -160,6 +171,9 @@ static void span_clip(double s0, double ds, double lo, double hi, double *c0, do
 static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup, float *dst,
                       uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
     const long W = (long)sw, H = (long)sh;
+    /* the source offset from a pixel to the same pixel WARP_AHEAD rows below */
+    const double ay = WARP_AHEAD * m->a[1][1], ax = WARP_AHEAD * m->a[0][1];
+    const long ahead = fabs(ay) < 1e6 && fabs(ax) < 1e6 ? (long)lround(ay) * W + (long)lround(ax) : 0;
     for (size_t r = 0; r < dh; r++) {
         const long y = oy + (long)r;
         const row_coords rc = row_start(m, ox, y, dw);
@@ -191,7 +205,7 @@ static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw
                 memset(ol + c1, 0, dw - c1);
             }
         }
-        warp_span(src, lab, W, H, &rc, out, ol, c0, c1);
+        warp_span(src, lab, W, H, &rc, out, ol, c0, c1, ahead);
     }
 }
 
