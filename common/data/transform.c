@@ -1,6 +1,7 @@
 #include "data/transform.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -332,6 +333,12 @@ void fs_blur(float *img, size_t h, size_t w, double sigma, float *tmp) {
 
 #define LUT_N 4096
 
+static double log_tab[LUT_N + 1]; /* ln(i / LUT_N), i >= 1 */
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static void log_init(void) {
+    for (int i = 1; i <= LUT_N; i++) log_tab[i] = log((double)i / LUT_N);
+}
+
 /* 32 bits of noise for counter c: lowbias32 (a 32-bit multiply-xorshift
  * finaliser) of the base word xor c * golden (a bijection of c). */
 static inline uint32_t noise_bits(uint32_t base, uint32_t c) {
@@ -344,8 +351,10 @@ static inline uint32_t noise_bits(uint32_t base, uint32_t c) {
     return z;
 }
 
-static inline v4u noise_bits4(uint32_t base, v4u c) {
-    v4u z = (v4u){base, base, base, base} ^ (c * 0x9e3779b9u);
+/* The same for four counters, given c * golden (kept by the caller as a
+ * running sum: SSE2 has no 32-bit multiply to spare). */
+static inline v4u noise_bits4(uint32_t base, v4u cg) {
+    v4u z = (v4u){base, base, base, base} ^ cg;
     z ^= z >> 16;
     z *= 0x7feb352du;
     z ^= z >> 15;
@@ -361,11 +370,13 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
                                                               float off, const float *lut, float scale, uint32_t base,
                                                               uint32_t c0) {
     size_t i = 0;
+    const uint32_t gold = 0x9e3779b9u;
+    v4u cg = ((v4u){c0, c0 + 1, c0 + 2, c0 + 3}) * gold;
     for (; i + 4 <= n; i += 4) {
         v4f v = load4(x + i);
         if (lin) v = clamp01_4(splat(c) * v + splat(off));
         if (gam) {
-            v = clamp01_4(v);
+            if (!lin) v = clamp01_4(v); /* already in [0, 1] after the linear step */
             const v4f f = v * splat((float)LUT_N);
             const v4i j = __builtin_convertvector(f, v4i);
             const v4f fr = f - __builtin_convertvector(j, v4f);
@@ -374,8 +385,8 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
             v = l0 + fr * (l1 - l0);
         }
         if (noi) {
-            const uint32_t ci = c0 + (uint32_t)i;
-            const v4u z = noise_bits4(base, (v4u){ci, ci + 1, ci + 2, ci + 3});
+            const v4u z = noise_bits4(base, cg);
+            cg += 4 * gold;
             const v4u sum = (z & 0xff) + ((z >> 8) & 0xff) + ((z >> 16) & 0xff) + (z >> 24);
             v = clamp01_4(v + splat(scale) * (__builtin_convertvector((v4i)sum, v4f) - splat(510.0f)));
         }
@@ -385,7 +396,7 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
         float v = x[i];
         if (lin) v = clamp01(c * v + off);
         if (gam) {
-            v = clamp01(v);
+            if (!lin) v = clamp01(v);
             const float f = v * (float)LUT_N;
             const int j = (int)f;
             const float fr = f - (float)j;
@@ -406,7 +417,11 @@ void fs_intensity_noise(float *x, size_t n, double contrast, double pivot, doubl
     const float c = (float)contrast, off = (float)(pivot - contrast * pivot + brightness);
     float lut[LUT_N + 2];
     if (gam) {
-        for (int i = 0; i <= LUT_N; i++) lut[i] = (float)pow((double)i / LUT_N, gamma);
+        /* x^gamma as exp(gamma ln x) with the logarithms tabulated once:
+         * the table is rebuilt per call, and exp costs a third of pow */
+        pthread_once(&log_once, log_init);
+        lut[0] = 0;
+        for (int i = 1; i <= LUT_N; i++) lut[i] = (float)exp(gamma * log_tab[i]);
         lut[LUT_N + 1] = lut[LUT_N];
     }
     /* four uniform bytes: mean 4 * 127.5, variance 4 (256^2 - 1) / 12 */
