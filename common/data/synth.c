@@ -556,16 +556,21 @@ static fs_affine centred_map(const double a[2][2], double csx, double csy, doubl
     return m;
 }
 
+typedef float v4f __attribute__((vector_size(16)));
+
 /* Four float partial sums per block of 1024 values, blocks added in double:
  * fast (no serial dependency on one adder) and accurate enough for a pivot. */
 static double mean_of(const float *x, size_t n) {
     double s = 0;
     for (size_t b = 0; b < n; b += 1024) {
         const size_t e = n - b < 1024 ? n : b + 1024;
-        float a[4] = {0, 0, 0, 0};
+        v4f a = {0, 0, 0, 0};
         size_t i = b;
-        for (; i + 4 <= e; i += 4)
-            for (int k = 0; k < 4; k++) a[k] += x[i + (size_t)k];
+        for (; i + 4 <= e; i += 4) {
+            v4f v;
+            memcpy(&v, x + i, sizeof v);
+            a += v;
+        }
         for (; i < e; i++) a[0] += x[i];
         s += (double)a[0] + (double)a[1] + (double)a[2] + (double)a[3];
     }
@@ -748,6 +753,34 @@ static void interior_point(fs_synth_scratch *w, const uint8_t *label, const uint
     pt[1] = (float)(y0 + best / cw);
 }
 
+/* The end of the run of bytes equal to l[x] from x, eight at a time:
+ * label rows are mostly long runs of background. */
+static inline size_t run_end(const uint8_t *l, size_t x, size_t n) {
+    const uint64_t pat = l[x] * 0x0101010101010101ULL;
+    size_t e = x + 1;
+    for (; e + 8 <= n; e += 8) {
+        uint64_t v;
+        memcpy(&v, l + e, 8);
+        if (v != pat) break;
+    }
+    while (e < n && l[e] == l[x]) e++;
+    return e;
+}
+
+/* The same for runs equal in both l and in. */
+static inline size_t run_end2(const uint8_t *l, const uint8_t *in, size_t x, size_t n) {
+    const uint64_t pl = l[x] * 0x0101010101010101ULL, pi = in[x] * 0x0101010101010101ULL;
+    size_t e = x + 1;
+    for (; e + 8 <= n; e += 8) {
+        uint64_t a, b;
+        memcpy(&a, l + e, 8);
+        memcpy(&b, in + e, 8);
+        if ((a ^ pl) | (b ^ pi)) break;
+    }
+    while (e < n && l[e] == l[x] && in[e] == in[x]) e++;
+    return e;
+}
+
 static void draw_prompts(const fs_synth *s, fs_synth_scratch *w, fs_sample *out, size_t k, fs_synth_detail *det) {
     const size_t H = s->oh, W = s->ow, nc = s->n_classes;
     const int per_object = s->cfg.prompts == FS_SYNTH_PROMPTS_OBJECT;
@@ -759,11 +792,7 @@ static void draw_prompts(const fs_synth *s, fs_synth_scratch *w, fs_sample *out,
         const uint8_t *l = out->label + y * W, *in = w->inst + y * W;
         for (size_t x = 0; x < W;) {
             const uint8_t lx = l[x], ix = per_object ? in[x] : 0;
-            size_t e = x + 1;
-            if (per_object)
-                while (e < W && l[e] == lx && in[e] == ix) e++;
-            else
-                while (e < W && l[e] == lx) e++;
+            const size_t e = per_object ? run_end2(l, in, x, W) : run_end(l, x, W);
             if (lx) {
                 bbox *b = &w->boxes[ix * nc + lx];
                 b->n += e - x;
