@@ -124,6 +124,59 @@ static void warp_support_matches_full(void) {
     }
 }
 
+/* The photometric pass against the documented formula computed plainly:
+ * noise bit for bit (every counter hashed directly, blocks of 2^32
+ * counters crossed), gamma within the table's 2e-4 of pow. */
+static uint32_t ref_noise_bits(uint64_t key, uint64_t stream, uint64_t ctr) {
+    uint32_t z = (uint32_t)fs_hash64(key, stream, ctr >> 32) ^ ((uint32_t)ctr * 0x9e3779b9u);
+    z ^= z >> 16;
+    z *= 0x7feb352du;
+    z ^= z >> 15;
+    z *= 0x846ca68bu;
+    z ^= z >> 16;
+    return z;
+}
+
+static float ref_clamp01(float v) { return v > 0 ? (v < 1 ? v : 1) : 0; }
+
+static void photometric_matches_reference(void) {
+    enum { N = 1003 };
+    float x[N], y[N];
+    fs_rng r;
+    fs_rng_init(&r, 10, 0);
+    for (int i = 0; i < N; i++) x[i] = (float)fs_rng_uniform(&r);
+    const double sigma = 0.03;
+    const float scale = (float)(sigma / sqrt(4.0 * (256.0 * 256.0 - 1.0) / 12.0));
+    for (int trial = 0; trial < 4; trial++) {
+        /* the last two start just below a 2^32 block boundary */
+        const uint64_t c0 = trial < 2 ? (uint64_t)trial * 77 : ((uint64_t)(trial + 5) << 32) - 500;
+        const uint64_t key = 1234 + (uint64_t)trial, stream = 3;
+        memcpy(y, x, sizeof y);
+        fs_noise(y, N, sigma, key, stream, c0);
+        int bad = 0;
+        for (int i = 0; i < N && !bad; i++) {
+            const uint32_t z = ref_noise_bits(key, stream, c0 + (uint64_t)i);
+            const uint32_t sum = (z & 0xff) + ((z >> 8) & 0xff) + ((z >> 16) & 0xff) + (z >> 24);
+            bad = y[i] != ref_clamp01(x[i] + scale * ((float)(int32_t)sum - 510.0f));
+        }
+        CHECKF(!bad, "noise, trial %d", trial);
+        const double contrast = 1.1, pivot = 0.4, brightness = -0.05, gamma = trial % 2 ? 0.8 : 1.25;
+        memcpy(y, x, sizeof y);
+        fs_intensity_noise(y, N, contrast, pivot, brightness, gamma, sigma, key, stream, c0);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            double v = contrast * (x[i] - pivot) + pivot + brightness;
+            v = pow(v < 0 ? 0 : v > 1 ? 1 : v, gamma);
+            const uint32_t z = ref_noise_bits(key, stream, c0 + (uint64_t)i);
+            const uint32_t sum = (z & 0xff) + ((z >> 8) & 0xff) + ((z >> 16) & 0xff) + (z >> 24);
+            v += scale * ((double)sum - 510.0);
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            if (fabs(v - y[i]) > worst) worst = fabs(v - y[i]);
+        }
+        CHECKF(worst <= 2.5e-4, "chain, trial %d: off by %g", trial, worst);
+    }
+}
+
 /* Long strips reach the largest distances the integers must hold. */
 static void edt_mask_long_strips(void) {
     enum { L = 8192 };
@@ -145,5 +198,6 @@ int main(void) {
     RUN(edt_argmax_matches_reference);
     RUN(edt_mask_long_strips);
     RUN(warp_support_matches_full);
+    RUN(photometric_matches_reference);
     TEST_EXIT();
 }
