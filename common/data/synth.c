@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     const float *image;
     size_t h, w;
+    fs_support sup;
 } bg_slice;
 
 struct fs_synth {
@@ -35,6 +36,7 @@ struct fs_synth {
     size_t h, w, oh, ow, n_classes;
     bg_slice *bgs;
     size_t n_bg;
+    fs_support *ex_sup; /* [n_ex] where each exemplar slice is not all zero */
     uint16_t *comp; /* [n_ex, h, w] component ids (component and region modes) */
     cand *cands;    /* grouped by class */
     size_t n_cands;
@@ -55,10 +57,9 @@ typedef struct {
 struct fs_synth_scratch {
     size_t oh, ow, n_boxes;
     float *patch, *tmp, *alpha;   /* [oh * ow] */
-    uint8_t *plab, *inst;         /* [oh * ow] */
-    double *edt;                  /* [oh * ow] */
-    double *line, *env;           /* [max + 1] */
-    int *idx;                     /* [max + 1] */
+    uint8_t *plab, *inst, *mask;  /* [oh * ow] */
+    int32_t *edt;                 /* [oh * ow] */
+    int32_t *edt_scratch;         /* [3 * ow + oh] */
     bbox *boxes;                  /* [(FS_SYNTH_MAX_PASTE + 1) * n_classes] */
 };
 
@@ -361,10 +362,18 @@ int fs_synth_create(fs_synth **out, const fs_slices *exemplars, const fs_slices 
                 fs_synth_free(s);
                 return fs_error("background slices of %zux%zu: out of range (at most %d)", b->h, b->w, MAX_SIDE);
             }
-            for (size_t k = 0; k < b->n; k++)
-                s->bgs[s->n_bg++] = (bg_slice){(const float *)b->image.data + k * b->h * b->w, b->h, b->w};
+            for (size_t k = 0; k < b->n; k++) {
+                bg_slice *g = &s->bgs[s->n_bg++];
+                *g = (bg_slice){(const float *)b->image.data + k * b->h * b->w, b->h, b->w, {0, 0, -1, -1}};
+                fs_warp_support(g->image, NULL, g->h, g->w, &g->sup);
+            }
         }
     }
+    s->ex_sup = malloc(exemplars->n * sizeof *s->ex_sup);
+    if (!s->ex_sup) { fs_synth_free(s); return fs_error("out of memory"); }
+    for (size_t k = 0; k < exemplars->n; k++)
+        fs_warp_support((const float *)exemplars->image.data + k * s->h * s->w,
+                        (const uint8_t *)exemplars->label.data + k * s->h * s->w, s->h, s->w, &s->ex_sup[k]);
     if (build_candidates(s) || fs_synth_scratch_new(s, &s->own)) {
         fs_synth_free(s);
         return FS_ERR;
@@ -448,6 +457,7 @@ void fs_synth_free(fs_synth *s) {
     free(s->comp);
     free(s->cands);
     free(s->bgs);
+    free(s->ex_sup);
     if (s->own_ex) { fs_slices_free(s->own_ex); free(s->own_ex); }
     for (size_t i = 0; i < s->own_n_bg; i++) fs_slices_free(&s->own_bg[i]);
     free(s->own_bg);
@@ -464,7 +474,7 @@ int fs_synth_scratch_new(const fs_synth *s, fs_synth_scratch **out) {
     *out = NULL;
     fs_synth_scratch *w = calloc(1, sizeof *w);
     if (!w) return fs_error("out of memory");
-    const size_t n = s->oh * s->ow, m = (s->oh > s->ow ? s->oh : s->ow) + 1;
+    const size_t n = s->oh * s->ow;
     w->oh = s->oh;
     w->ow = s->ow;
     w->n_boxes = (FS_SYNTH_MAX_PASTE + 1) * s->n_classes;
@@ -473,12 +483,11 @@ int fs_synth_scratch_new(const fs_synth *s, fs_synth_scratch **out) {
     w->alpha = malloc(n * sizeof *w->alpha);
     w->plab = malloc(n);
     w->inst = malloc(n);
+    w->mask = malloc(n);
     w->edt = malloc(n * sizeof *w->edt);
-    w->line = malloc(m * sizeof *w->line);
-    w->env = malloc((m + 1) * sizeof *w->env);
-    w->idx = malloc(m * sizeof *w->idx);
+    w->edt_scratch = malloc((3 * s->ow + s->oh) * sizeof *w->edt_scratch);
     w->boxes = malloc(w->n_boxes * sizeof *w->boxes);
-    if (!w->patch || !w->tmp || !w->alpha || !w->plab || !w->inst || !w->edt || !w->line || !w->env || !w->idx ||
+    if (!w->patch || !w->tmp || !w->alpha || !w->plab || !w->inst || !w->mask || !w->edt || !w->edt_scratch ||
         !w->boxes) {
         fs_synth_scratch_free(w);
         return fs_error("out of memory for synthesis scratch (%zux%zu)", s->oh, s->ow);
@@ -494,10 +503,9 @@ void fs_synth_scratch_free(fs_synth_scratch *w) {
     free(w->alpha);
     free(w->plab);
     free(w->inst);
+    free(w->mask);
     free(w->edt);
-    free(w->line);
-    free(w->env);
-    free(w->idx);
+    free(w->edt_scratch);
     free(w->boxes);
     free(w);
 }
@@ -548,16 +556,21 @@ static fs_affine centred_map(const double a[2][2], double csx, double csy, doubl
     return m;
 }
 
+typedef float v4f __attribute__((vector_size(16)));
+
 /* Four float partial sums per block of 1024 values, blocks added in double:
  * fast (no serial dependency on one adder) and accurate enough for a pivot. */
 static double mean_of(const float *x, size_t n) {
     double s = 0;
     for (size_t b = 0; b < n; b += 1024) {
         const size_t e = n - b < 1024 ? n : b + 1024;
-        float a[4] = {0, 0, 0, 0};
+        v4f a = {0, 0, 0, 0};
         size_t i = b;
-        for (; i + 4 <= e; i += 4)
-            for (int k = 0; k < 4; k++) a[k] += x[i + (size_t)k];
+        for (; i + 4 <= e; i += 4) {
+            v4f v;
+            memcpy(&v, x + i, sizeof v);
+            a += v;
+        }
         for (; i < e; i++) a[0] += x[i];
         s += (double)a[0] + (double)a[1] + (double)a[2] + (double)a[3];
     }
@@ -684,7 +697,7 @@ static void paste_object(const fs_synth *s, fs_synth_scratch *w, fs_rng *r, uint
         if (w->plab[i]) cnt++;
     if (!cnt) return;
     const float *src = (const float *)s->ex->image.data + cd->slice * s->h * s->w;
-    fs_warp_bilinear(src, s->h, s->w, w->patch, ph, pw, pw, px0, py0, &m);
+    fs_warp_pair_support(src, NULL, s->h, s->w, &s->ex_sup[cd->slice], w->patch, NULL, ph, pw, pw, px0, py0, &m);
     for (size_t i = 0; i < pn; i++)
         if (w->plab[i]) sum += w->patch[i];
     intensity_chain(w->patch, ph, pw, sum / (double)cnt, &p, w->tmp, s->noise_key, index, j + 1);
@@ -721,25 +734,51 @@ static void interior_point(fs_synth_scratch *w, const uint8_t *label, const uint
     const size_t x0 = b->x0 ? b->x0 - 1 : 0, y0 = b->y0 ? b->y0 - 1 : 0;
     const size_t x1 = b->x1 + 1 < W ? b->x1 + 1 : W - 1, y1 = b->y1 + 1 < H ? b->y1 + 1 : H - 1;
     const size_t cw = x1 - x0 + 1, ch = y1 - y0 + 1;
-    double *f = w->edt;
+    uint8_t *mk = w->mask;
     for (size_t r = 0; r < ch; r++) {
         const uint8_t *l = label + (y0 + r) * W + x0;
-        const uint8_t *in = inst ? inst + (y0 + r) * W + x0 : NULL;
-        for (size_t c = 0; c < cw; c++) f[r * cw + c] = l[c] == cls && (!in || in[c] == id) ? INFINITY : 0;
-    }
-    fs_edt2_sq(f, ch, cw, w->line, w->env, w->idx);
-    size_t best = 0;
-    double best_d = -1;
-    for (size_t r = 0; r < ch; r++) {
-        const uint8_t *l = label + (y0 + r) * W + x0;
-        const uint8_t *in = inst ? inst + (y0 + r) * W + x0 : NULL;
-        for (size_t c = 0; c < cw; c++) {
-            if (l[c] != cls || (in && in[c] != id)) continue;
-            if (f[r * cw + c] > best_d) best_d = f[r * cw + c], best = r * cw + c;
+        uint8_t *o = mk + r * cw;
+        if (inst) {
+            const uint8_t *in = inst + (y0 + r) * W + x0;
+            for (size_t c = 0; c < cw; c++) o[c] = (l[c] == cls) & (in[c] == id);
+        } else {
+            for (size_t c = 0; c < cw; c++) o[c] = l[c] == cls;
         }
     }
+    /* pixels outside the object are at distance 0 and every object pixel
+     * at least 1 (the box holds one), so the first maximum over the whole
+     * box is the object's */
+    const size_t best = fs_edt2_argmax_mask(mk, ch, cw, cw, w->edt, w->edt_scratch);
     pt[0] = (float)(x0 + best % cw);
     pt[1] = (float)(y0 + best / cw);
+}
+
+/* The end of the run of bytes equal to l[x] from x, eight at a time:
+ * label rows are mostly long runs of background. */
+static inline size_t run_end(const uint8_t *l, size_t x, size_t n) {
+    const uint64_t pat = l[x] * 0x0101010101010101ULL;
+    size_t e = x + 1;
+    for (; e + 8 <= n; e += 8) {
+        uint64_t v;
+        memcpy(&v, l + e, 8);
+        if (v != pat) break;
+    }
+    while (e < n && l[e] == l[x]) e++;
+    return e;
+}
+
+/* The same for runs equal in both l and in. */
+static inline size_t run_end2(const uint8_t *l, const uint8_t *in, size_t x, size_t n) {
+    const uint64_t pl = l[x] * 0x0101010101010101ULL, pi = in[x] * 0x0101010101010101ULL;
+    size_t e = x + 1;
+    for (; e + 8 <= n; e += 8) {
+        uint64_t a, b;
+        memcpy(&a, l + e, 8);
+        memcpy(&b, in + e, 8);
+        if ((a ^ pl) | (b ^ pi)) break;
+    }
+    while (e < n && l[e] == l[x] && in[e] == in[x]) e++;
+    return e;
 }
 
 static void draw_prompts(const fs_synth *s, fs_synth_scratch *w, fs_sample *out, size_t k, fs_synth_detail *det) {
@@ -753,11 +792,7 @@ static void draw_prompts(const fs_synth *s, fs_synth_scratch *w, fs_sample *out,
         const uint8_t *l = out->label + y * W, *in = w->inst + y * W;
         for (size_t x = 0; x < W;) {
             const uint8_t lx = l[x], ix = per_object ? in[x] : 0;
-            size_t e = x + 1;
-            if (per_object)
-                while (e < W && l[e] == lx && in[e] == ix) e++;
-            else
-                while (e < W && l[e] == lx) e++;
+            const size_t e = per_object ? run_end2(l, in, x, W) : run_end(l, x, W);
             if (lx) {
                 bbox *b = &w->boxes[ix * nc + lx];
                 b->n += e - x;
@@ -826,11 +861,11 @@ int fs_synth_sample_with(const fs_synth *s, fs_synth_scratch *w, uint64_t index,
     const fs_affine m = centred_map(a, (double)(bw - 1) / 2, (double)(bh - 1) / 2, (double)(W - 1) / 2,
                                     (double)(H - 1) / 2);
     if (unl) {
-        fs_warp_bilinear(bimg, bh, bw, out->image, H, W, W, 0, 0, &m);
+        fs_warp_pair_support(bimg, NULL, bh, bw, &s->bgs[bi].sup, out->image, NULL, H, W, W, 0, 0, &m);
         memset(out->label, 0, H * W);
     } else {
-        fs_warp_pair(bimg, (const uint8_t *)s->ex->label.data + bi * s->h * s->w, bh, bw, out->image, out->label, H, W,
-                     W, 0, 0, &m);
+        fs_warp_pair_support(bimg, (const uint8_t *)s->ex->label.data + bi * s->h * s->w, bh, bw, &s->ex_sup[bi],
+                             out->image, out->label, H, W, W, 0, 0, &m);
     }
     intensity_chain(out->image, H, W, mean_of(out->image, H * W), &bp, w->tmp, s->noise_key, index, 0);
     memset(w->inst, 0, H * W);

@@ -1,6 +1,7 @@
 #include "data/transform.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -106,58 +107,140 @@ static inline void pair_at(const float *src, const uint8_t *lab, long W, long H,
     }
 }
 
-static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw, float *dst, uint8_t *dl, size_t dh,
-                      size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
-    const long W = (long)sw, H = (long)sh;
+#define WARP_AHEAD 3
+
+/* Pixels [c, end) of one destination row. */
+static inline void warp_span(const float *src, const uint8_t *lab, long W, long H, const row_coords *rc, float *out,
+                             uint8_t *ol, size_t c, size_t end, long ahead) {
+    const long last = W * H - 1;
     const v4f lane = {0, 1, 2, 3};
     const v4u wl = {(uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1), (uint32_t)(W - 1)};
     const v4u hl = {(uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1), (uint32_t)(H - 1)};
-    for (size_t r = 0; r < dh; r++) {
-        const row_coords rc = row_start(m, ox, oy + (long)r, dw);
-        float *out = dst + r * ds;
-        uint8_t *ol = dl ? dl + r * ds : NULL;
-        size_t c = 0;
-        if (rc.tame) {
-            /* four pixels at a time while all four read inside the slice:
-             * coordinates and interpolation vectorised, taps gathered */
-            const v4f u0 = splat(rc.u0), v0 = splat(rc.v0), du = splat(rc.du), dv = splat(rc.dv);
-            for (; c + 4 <= dw; c += 4) {
-                const v4f cf = splat((float)c) + lane;
-                const v4f u = u0 + du * cf, v = v0 + dv * cf;
-                const v4i xi = __builtin_convertvector(u + splat(1), v4i) - 1;
-                const v4i yi = __builtin_convertvector(v + splat(1), v4i) - 1;
-                const v4i in = ((v4u)xi < wl) & ((v4u)yi < hl);
-                if (!(in[0] & in[1] & in[2] & in[3])) {
-                    for (size_t k = 0; k < 4; k++) pair_at(src, lab, W, H, &rc, c + k, out + c + k, ol ? ol + c + k : NULL);
-                    continue;
-                }
-                const v4f fx = u - __builtin_convertvector(xi, v4f), fy = v - __builtin_convertvector(yi, v4f);
-                const v4i at = yi * (int32_t)W + xi;
-                const v4f a00 = {src[at[0]], src[at[1]], src[at[2]], src[at[3]]};
-                const v4f a01 = {src[at[0] + 1], src[at[1] + 1], src[at[2] + 1], src[at[3] + 1]};
-                const v4f a10 = {src[at[0] + W], src[at[1] + W], src[at[2] + W], src[at[3] + W]};
-                const v4f a11 = {src[at[0] + W + 1], src[at[1] + W + 1], src[at[2] + W + 1], src[at[3] + W + 1]};
-                const v4f top = a00 + fx * (a01 - a00), bot = a10 + fx * (a11 - a10);
-                store4(out + c, top + fy * (bot - top));
-                if (ol) {
-                    /* a true comparison is -1 per lane */
-                    const v4i nat = at - (v4i)(fx >= splat(0.5f)) + ((v4i)(fy >= splat(0.5f)) & (int32_t)W);
-                    for (int k = 0; k < 4; k++) ol[c + (size_t)k] = lab[nat[k]];
-                }
+    if (rc->tame) {
+        /* four pixels at a time while all four read inside the slice:
+         * coordinates and interpolation vectorised, taps gathered */
+        const v4f u0 = splat(rc->u0), v0 = splat(rc->v0), du = splat(rc->du), dv = splat(rc->dv);
+        for (; c + 4 <= end; c += 4) {
+            const v4f cf = splat((float)c) + lane;
+            const v4f u = u0 + du * cf, v = v0 + dv * cf;
+            const v4i xi = __builtin_convertvector(u + splat(1), v4i) - 1;
+            const v4i yi = __builtin_convertvector(v + splat(1), v4i) - 1;
+            const v4i in = ((v4u)xi < wl) & ((v4u)yi < hl);
+            if (!(in[0] & in[1] & in[2] & in[3])) {
+                for (size_t k = 0; k < 4; k++) pair_at(src, lab, W, H, rc, c + k, out + c + k, ol ? ol + c + k : NULL);
+                continue;
+            }
+            const v4f fx = u - __builtin_convertvector(xi, v4f), fy = v - __builtin_convertvector(yi, v4f);
+            const v4i at = yi * (int32_t)W + xi;
+            /* Rotated rows cross the source's cache lines diagonally, which
+             * the hardware does not prefetch: ask for the lines that a row
+             * a few below will read (outside the slice: nothing to read). */
+            const long pf = (long)at[0] + ahead;
+            if (pf >= 0 && pf <= last) {
+                __builtin_prefetch(src + pf);
+                if (pf + W <= last) __builtin_prefetch(src + pf + W);
+            }
+            const v4f a00 = {src[at[0]], src[at[1]], src[at[2]], src[at[3]]};
+            const v4f a01 = {src[at[0] + 1], src[at[1] + 1], src[at[2] + 1], src[at[3] + 1]};
+            const v4f a10 = {src[at[0] + W], src[at[1] + W], src[at[2] + W], src[at[3] + W]};
+            const v4f a11 = {src[at[0] + W + 1], src[at[1] + W + 1], src[at[2] + W + 1], src[at[3] + W + 1]};
+            const v4f top = a00 + fx * (a01 - a00), bot = a10 + fx * (a11 - a10);
+            store4(out + c, top + fy * (bot - top));
+            if (ol) {
+                /* a true comparison is -1 per lane */
+                const v4i nat = at - (v4i)(fx >= splat(0.5f)) + ((v4i)(fy >= splat(0.5f)) & (int32_t)W);
+                for (int k = 0; k < 4; k++) ol[c + (size_t)k] = lab[nat[k]];
             }
         }
-        for (; c < dw; c++) pair_at(src, lab, W, H, &rc, c, out + c, ol ? ol + c : NULL);
+    }
+    for (; c < end; c++) pair_at(src, lab, W, H, rc, c, out + c, ol ? ol + c : NULL);
+}
+
+/* Narrows [*c0, *c1] to the columns c whose source coordinate s0 + ds c
+ * along one axis lies in [lo, hi]. */
+static void span_clip(double s0, double ds, double lo, double hi, double *c0, double *c1) {
+    if (ds == 0) {
+        if (s0 < lo || s0 > hi) *c1 = *c0;
+        return;
+    }
+    double a = (lo - s0) / ds, b = (hi - s0) / ds;
+    if (a > b) { const double t = a; a = b; b = t; }
+    if (a > *c0) *c0 = a;
+    if (b < *c1) *c1 = b;
+}
+
+static void warp_rows(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup, float *dst,
+                      uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
+    const long W = (long)sw, H = (long)sh;
+    /* the source offset from a pixel to the same pixel WARP_AHEAD rows below */
+    const double ay = WARP_AHEAD * m->a[1][1], ax = WARP_AHEAD * m->a[0][1];
+    const long ahead = fabs(ay) < 1e6 && fabs(ax) < 1e6 ? (long)lround(ay) * W + (long)lround(ax) : 0;
+    for (size_t r = 0; r < dh; r++) {
+        const long y = oy + (long)r;
+        const row_coords rc = row_start(m, ox, y, dw);
+        float *out = dst + r * ds;
+        uint8_t *ol = dl ? dl + r * ds : NULL;
+        size_t c0 = 0, c1 = dw;
+        if (sup) {
+            /* Outside the support grown by two pixels every tap and the
+             * nearest pixel read 0, so the result is +0 and label 0 there
+             * whatever the rounding of the row's float coordinates. */
+            const double u0 = m->a[0][1] * (double)y + m->t[0] + m->a[0][0] * (double)ox;
+            const double v0 = m->a[1][1] * (double)y + m->t[1] + m->a[1][0] * (double)ox;
+            double a = 0, b = (double)dw;
+            span_clip(u0, m->a[0][0], (double)sup->x0 - 2, (double)sup->x1 + 2, &a, &b);
+            span_clip(v0, m->a[1][0], (double)sup->y0 - 2, (double)sup->y1 + 2, &a, &b);
+            if (!(a <= b) || sup->x0 > sup->x1) {
+                c0 = c1 = 0;
+            } else {
+                a = floor(a) - 1;
+                b = ceil(b) + 2;
+                c0 = a <= 0 ? 0 : a >= (double)dw ? dw : (size_t)a;
+                c1 = b <= 0 ? 0 : b >= (double)dw ? dw : (size_t)b;
+                if (c1 < c0) c1 = c0;
+            }
+            memset(out, 0, c0 * sizeof *out);
+            memset(out + c1, 0, (dw - c1) * sizeof *out);
+            if (ol) {
+                memset(ol, 0, c0);
+                memset(ol + c1, 0, dw - c1);
+            }
+        }
+        warp_span(src, lab, W, H, &rc, out, ol, c0, c1, ahead);
     }
 }
 
 void fs_warp_bilinear(const float *src, size_t sh, size_t sw, float *dst, size_t dh, size_t dw, size_t ds, long ox,
                       long oy, const fs_affine *m) {
-    warp_rows(src, NULL, sh, sw, dst, NULL, dh, dw, ds, ox, oy, m);
+    warp_rows(src, NULL, sh, sw, NULL, dst, NULL, dh, dw, ds, ox, oy, m);
 }
 
 void fs_warp_pair(const float *src, const uint8_t *lab, size_t sh, size_t sw, float *dst, uint8_t *dl, size_t dh,
                   size_t dw, size_t ds, long ox, long oy, const fs_affine *m) {
-    warp_rows(src, lab, sh, sw, dst, dl, dh, dw, ds, ox, oy, m);
+    warp_rows(src, lab, sh, sw, NULL, dst, dl, dh, dw, ds, ox, oy, m);
+}
+
+void fs_warp_support(const float *src, const uint8_t *lab, size_t h, size_t w, fs_support *sup) {
+    long x0 = (long)w, y0 = (long)h, x1 = -1, y1 = -1;
+    for (size_t r = 0; r < h; r++) {
+        const uint32_t *bits = (const uint32_t *)(const void *)(src + r * w);
+        const uint8_t *l = lab ? lab + r * w : NULL;
+        size_t a = 0, b = w;
+        while (a < b && !bits[a] && (!l || !l[a])) a++;
+        if (a == b) continue;
+        while (b > a && !bits[b - 1] && (!l || !l[b - 1])) b--;
+        if ((long)a < x0) x0 = (long)a;
+        if ((long)b - 1 > x1) x1 = (long)b - 1;
+        if (y0 > (long)r) y0 = (long)r;
+        y1 = (long)r;
+    }
+    *sup = (fs_support){x0, y0, x1, y1};
+}
+
+void fs_warp_pair_support(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup,
+                          float *dst, uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy,
+                          const fs_affine *m) {
+    warp_rows(src, lab, sh, sw, sup, dst, dl, dh, dw, ds, ox, oy, m);
 }
 
 void fs_warp_nearest_u8(const uint8_t *src, size_t sh, size_t sw, uint8_t *dst, size_t dh, size_t dw, size_t ds,
@@ -250,6 +333,12 @@ void fs_blur(float *img, size_t h, size_t w, double sigma, float *tmp) {
 
 #define LUT_N 4096
 
+static double log_tab[LUT_N + 1]; /* ln(i / LUT_N), i >= 1 */
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static void log_init(void) {
+    for (int i = 1; i <= LUT_N; i++) log_tab[i] = log((double)i / LUT_N);
+}
+
 /* 32 bits of noise for counter c: lowbias32 (a 32-bit multiply-xorshift
  * finaliser) of the base word xor c * golden (a bijection of c). */
 static inline uint32_t noise_bits(uint32_t base, uint32_t c) {
@@ -262,8 +351,10 @@ static inline uint32_t noise_bits(uint32_t base, uint32_t c) {
     return z;
 }
 
-static inline v4u noise_bits4(uint32_t base, v4u c) {
-    v4u z = (v4u){base, base, base, base} ^ (c * 0x9e3779b9u);
+/* The same for four counters, given c * golden (kept by the caller as a
+ * running sum: SSE2 has no 32-bit multiply to spare). */
+static inline v4u noise_bits4(uint32_t base, v4u cg) {
+    v4u z = (v4u){base, base, base, base} ^ cg;
     z ^= z >> 16;
     z *= 0x7feb352du;
     z ^= z >> 15;
@@ -279,11 +370,13 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
                                                               float off, const float *lut, float scale, uint32_t base,
                                                               uint32_t c0) {
     size_t i = 0;
+    const uint32_t gold = 0x9e3779b9u;
+    v4u cg = ((v4u){c0, c0 + 1, c0 + 2, c0 + 3}) * gold;
     for (; i + 4 <= n; i += 4) {
         v4f v = load4(x + i);
         if (lin) v = clamp01_4(splat(c) * v + splat(off));
         if (gam) {
-            v = clamp01_4(v);
+            if (!lin) v = clamp01_4(v); /* already in [0, 1] after the linear step */
             const v4f f = v * splat((float)LUT_N);
             const v4i j = __builtin_convertvector(f, v4i);
             const v4f fr = f - __builtin_convertvector(j, v4f);
@@ -292,8 +385,8 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
             v = l0 + fr * (l1 - l0);
         }
         if (noi) {
-            const uint32_t ci = c0 + (uint32_t)i;
-            const v4u z = noise_bits4(base, (v4u){ci, ci + 1, ci + 2, ci + 3});
+            const v4u z = noise_bits4(base, cg);
+            cg += 4 * gold;
             const v4u sum = (z & 0xff) + ((z >> 8) & 0xff) + ((z >> 16) & 0xff) + (z >> 24);
             v = clamp01_4(v + splat(scale) * (__builtin_convertvector((v4i)sum, v4f) - splat(510.0f)));
         }
@@ -303,7 +396,7 @@ static inline __attribute__((always_inline)) void photometric(float *x, size_t n
         float v = x[i];
         if (lin) v = clamp01(c * v + off);
         if (gam) {
-            v = clamp01(v);
+            if (!lin) v = clamp01(v);
             const float f = v * (float)LUT_N;
             const int j = (int)f;
             const float fr = f - (float)j;
@@ -324,7 +417,11 @@ void fs_intensity_noise(float *x, size_t n, double contrast, double pivot, doubl
     const float c = (float)contrast, off = (float)(pivot - contrast * pivot + brightness);
     float lut[LUT_N + 2];
     if (gam) {
-        for (int i = 0; i <= LUT_N; i++) lut[i] = (float)pow((double)i / LUT_N, gamma);
+        /* x^gamma as exp(gamma ln x) with the logarithms tabulated once:
+         * the table is rebuilt per call, and exp costs a third of pow */
+        pthread_once(&log_once, log_init);
+        lut[0] = 0;
+        for (int i = 1; i <= LUT_N; i++) lut[i] = (float)exp(gamma * log_tab[i]);
         lut[LUT_N + 1] = lut[LUT_N];
     }
     /* four uniform bytes: mean 4 * 127.5, variance 4 (256^2 - 1) / 12 */
@@ -417,4 +514,147 @@ static void edt_row_binary(double *f, size_t n) {
 void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *idx) {
     for (size_t r = 0; r < h; r++) edt_row_binary(f + r * w, w);
     for (size_t c = 0; c < w; c++) edt_line(f + c, h, w, line, env, idx);
+}
+
+/* Meijster's separator: the first column at which the parabola of column
+ * u lies below that of column i < u (floor division). */
+static inline int32_t edt_sep(int32_t i, int32_t u, const int32_t *f) {
+    const int32_t n = u * u - i * i + f[u] - f[i], d = 2 * (u - i);
+    return n >= 0 ? n / d : -((-n + d - 1) / d);
+}
+
+/* One row: d[x] = min over i of (x - i)^2 + f[i]; s, t scratch of n. */
+static void edt_row_envelope(const int32_t *f, int32_t *d, int32_t n, int32_t *s, int32_t *t) {
+    int32_t q = 0;
+    s[0] = 0;
+    t[0] = 0;
+    for (int32_t u = 1; u < n; u++) {
+        while (q >= 0) {
+            const int32_t x = t[q], a = x - s[q], b = x - u;
+            if (a * a + f[s[q]] <= b * b + f[u]) break;
+            q--;
+        }
+        if (q < 0) {
+            q = 0;
+            s[0] = u;
+        } else {
+            const int32_t w = 1 + edt_sep(s[q], u, f);
+            if (w < n) {
+                q++;
+                s[q] = u;
+                t[q] = w;
+            }
+        }
+    }
+    for (int32_t u = n - 1; u >= 0; u--) {
+        const int32_t a = u - s[q];
+        d[u] = a * a + f[s[q]];
+        if (u == t[q]) q--;
+    }
+}
+
+/* The column pass: d[r, c] = distance down or up column c to its nearest
+ * 0 of the mask. A column without a 0 gets distances of at least h + w:
+ * larger than any true one, so the envelope never picks it while some
+ * column has a 0 (and the squares stay below 2^31 for sides up to 8192).
+ * Returns whether the mask has a 0 at all. */
+static int edt_columns(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d) {
+    const int32_t far = (int32_t)(h + w);
+    const v4i one = {1, 1, 1, 1};
+    int any = 0;
+    for (size_t r = 0; r < h; r++) {
+        const uint8_t *m = mask + r * ms;
+        int32_t *cur = d + r * w;
+        const int32_t *prev = r ? cur - w : NULL;
+        size_t c = 0;
+        v4i seen = {0, 0, 0, 0};
+        for (; c + 4 <= w; c += 4) {
+            const v4i in = (v4i){m[c], m[c + 1], m[c + 2], m[c + 3]} != 0; /* -1 inside */
+            v4i up = {far, far, far, far};
+            if (prev) {
+                __builtin_memcpy(&up, prev + c, sizeof up);
+                up += one;
+            }
+            seen |= ~in;
+            const v4i v = up & in;
+            __builtin_memcpy(cur + c, &v, sizeof v);
+        }
+        any |= seen[0] | seen[1] | seen[2] | seen[3];
+        for (; c < w; c++) {
+            any |= !m[c];
+            cur[c] = m[c] ? (prev ? prev[c] + 1 : far) : 0;
+        }
+    }
+    if (!any) return 0;
+    for (size_t r = h - 1; r-- > 0;) {
+        int32_t *cur = d + r * w;
+        const int32_t *next = cur + w;
+        size_t c = 0;
+        for (; c + 4 <= w; c += 4) {
+            v4i a, b;
+            __builtin_memcpy(&a, cur + c, sizeof a);
+            __builtin_memcpy(&b, next + c, sizeof b);
+            b += one;
+            const v4i lt = a < b;
+            a = (a & lt) | (b & ~lt);
+            __builtin_memcpy(cur + c, &a, sizeof a);
+        }
+        for (; c < w; c++)
+            if (next[c] + 1 < cur[c]) cur[c] = next[c] + 1;
+    }
+    return 1;
+}
+
+/* Row r of the transform in place, from its column distances. */
+static void edt_row(int32_t *row, size_t w, int32_t *scratch) {
+    int32_t *f = scratch, *s = scratch + w, *t = scratch + 2 * w;
+    for (size_t c = 0; c < w; c++) f[c] = row[c] * row[c];
+    edt_row_envelope(f, row, (int32_t)w, s, t);
+}
+
+void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
+    if (!edt_columns(mask, h, w, ms, d)) {
+        for (size_t i = 0; i < h * w; i++) d[i] = FS_EDT_NONE;
+        return;
+    }
+    for (size_t r = 0; r < h; r++) edt_row(d + r * w, w, scratch);
+}
+
+size_t fs_edt2_argmax_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch) {
+    if (!edt_columns(mask, h, w, ms, d)) return 0;
+    /* A pixel is no farther from the nearest 0 than from the nearest 0 in
+     * its column or in its row: ub[r] bounds row r's largest value, and
+     * rows that cannot beat the best found so far are never transformed.
+     * The most promising row goes first. */
+    int32_t *ub = scratch + 3 * w;
+    size_t top = 0;
+    for (size_t r = 0; r < h; r++) {
+        const uint8_t *m = mask + r * ms;
+        const int32_t *g = d + r * w;
+        int32_t *hd = scratch; /* distance along the row, left then right */
+        int32_t run = (int32_t)(h + w), best = 0;
+        for (size_t c = 0; c < w; c++) hd[c] = run = m[c] ? run + 1 : 0;
+        run = (int32_t)(h + w);
+        for (size_t c = w; c-- > 0;) {
+            run = m[c] ? run + 1 : 0;
+            int32_t v = hd[c] < run ? hd[c] : run;
+            if (g[c] < v) v = g[c];
+            if (v > best) best = v;
+        }
+        ub[r] = best;
+        if (best > ub[top]) top = r;
+    }
+    size_t at = top * w;
+    int32_t best = -1;
+    for (size_t k = 0; k <= h; k++) {
+        /* k == 0: the top row; then every other row in order */
+        const size_t r = k == 0 ? top : k - 1;
+        if (k && r == top) continue;
+        if ((int64_t)ub[r] * ub[r] < best || ((int64_t)ub[r] * ub[r] == best && r * w > at)) continue;
+        int32_t *row = d + r * w;
+        edt_row(row, w, scratch);
+        for (size_t c = 0; c < w; c++)
+            if (row[c] > best || (row[c] == best && r * w + c < at)) best = row[c], at = r * w + c;
+    }
+    return at;
 }

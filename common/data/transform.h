@@ -34,6 +34,20 @@ void fs_warp_nearest_u8(const uint8_t *src, size_t sh, size_t sw, uint8_t *dst, 
 void fs_warp_pair(const float *src, const uint8_t *lab, size_t sh, size_t sw, float *dst, uint8_t *dl, size_t dh,
                   size_t dw, size_t ds, long ox, long oy, const fs_affine *m);
 
+/* The box outside which a source slice is all zero (image bits and labels
+ * 0): columns x0..x1, rows y0..y1 inclusive; x0 > x1 when it is all zero.
+ * fs_warp_pair_support is fs_warp_pair (lab and dl may be NULL: the image
+ * alone) that writes 0 without reading the source wherever the source
+ * point lies beyond the box: the same bytes, found in less time for
+ * slices with empty borders (air around a body). */
+typedef struct {
+    long x0, y0, x1, y1;
+} fs_support;
+void fs_warp_support(const float *src, const uint8_t *lab, size_t h, size_t w, fs_support *sup);
+void fs_warp_pair_support(const float *src, const uint8_t *lab, size_t sh, size_t sw, const fs_support *sup,
+                          float *dst, uint8_t *dl, size_t dh, size_t dw, size_t ds, long ox, long oy,
+                          const fs_affine *m);
+
 /* Largest blur radius: sigma is limited to FS_BLUR_MAX_SIGMA. */
 #define FS_BLUR_MAX_SIGMA 16.0
 #define FS_BLUR_MAX_RADIUS 64
@@ -65,5 +79,21 @@ void fs_noise(float *x, size_t n, double sigma, uint64_t key, uint64_t stream, u
  * lower envelope along rows then columns. Scratch: line of max(h, w)
  * doubles, env of max(h, w) + 1 doubles, idx of max(h, w) ints. */
 void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *idx);
+
+/* The same distances for a mask, in integers and cache order: d[r, c] is
+ * the squared distance from pixel (r, c) of mask[h, w] (row stride ms) to
+ * the nearest pixel where the mask is 0 (so 0 there), or FS_EDT_NONE
+ * everywhere when the mask has no 0 at all. Equal to fs_edt2_sq on
+ * (mask ? INFINITY : 0), its reference twin. The column distances are
+ * found four columns at a time walking down the rows, then Meijster,
+ * Roerdink and Hesselink's integer lower envelope runs along each row.
+ * d: h * w values; scratch: 3 * w values; sides up to 8192. */
+#define FS_EDT_NONE INT32_MAX
+void fs_edt2_sq_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch);
+/* The interior-most pixel of the mask: the index r * w + c of the first
+ * (row-major) largest fs_edt2_sq_mask value, 0 when the mask has no 0.
+ * Rows whose bound shows they cannot hold it are skipped. d: h * w values
+ * (left holding partial results); scratch: 3 * w + h values. */
+size_t fs_edt2_argmax_mask(const uint8_t *mask, size_t h, size_t w, size_t ms, int32_t *d, int32_t *scratch);
 
 #endif
