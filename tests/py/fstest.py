@@ -1,8 +1,10 @@
 """Shared helpers for the Python end-to-end tests: the result-line format of
 tests/run ("ok NAME", "FAIL NAME: why", "skip NAME: why"), scratch folders,
 and running the stages."""
+import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import traceback
@@ -11,6 +13,17 @@ BIN = os.environ.get("BIN", "build/bin")
 SHARED = os.environ.get("FEWSAM_SHARED", "../shared")
 TMP = os.environ.get("FEWSAM_TEST_TMP", "build/tmp")
 failures = 0
+
+
+def read_safetensors(path):
+    """(metadata, {name: (dtype, shape, raw bytes)}) of a safetensors file."""
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    data = b[8 + n:]
+    return meta, {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}
 
 
 def scratch(name):

@@ -147,8 +147,8 @@ def get_rel_pos(q_size, k_size, rel_pos):
     if rel_pos.shape[0] != max_dist:
         r = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_dist, mode="linear")
         rel_pos = r.reshape(-1, max_dist).permute(1, 0)
-    q = torch.arange(q_size)[:, None] * max(k_size / q_size, 1.0)
-    k = torch.arange(k_size)[None, :] * max(q_size / k_size, 1.0)
+    q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     rel = (q - k) + (k_size - 1) * max(q_size / k_size, 1.0)
     return rel_pos[rel.long()]
 
@@ -269,7 +269,8 @@ class PositionEmbeddingRandom(nn.Module):
 
     def forward(self, size):
         h, w = size
-        grid = torch.ones((h, w), dtype=self.positional_encoding_gaussian_matrix.dtype)
+        gm = self.positional_encoding_gaussian_matrix
+        grid = torch.ones((h, w), dtype=gm.dtype, device=gm.device)
         y = (grid.cumsum(dim=0) - 0.5) / h
         x = (grid.cumsum(dim=1) - 0.5) / w
         return self._pe_encoding(torch.stack([x, y], dim=-1)).permute(2, 0, 1)
@@ -305,8 +306,10 @@ class PromptEncoder(nn.Module):
     def _embed_points(self, points, labels, pad):
         points = points + 0.5  # to the pixel centre
         if pad:
-            points = torch.cat([points, torch.zeros((points.shape[0], 1, 2), dtype=points.dtype)], dim=1)
-            labels = torch.cat([labels, -torch.ones((labels.shape[0], 1), dtype=labels.dtype)], dim=1)
+            points = torch.cat([points, torch.zeros((points.shape[0], 1, 2), dtype=points.dtype, device=points.device)],
+                               dim=1)
+            labels = torch.cat([labels, -torch.ones((labels.shape[0], 1), dtype=labels.dtype, device=labels.device)],
+                               dim=1)
         emb = self.pe_layer.forward_with_coords(points, self.input_image_size)
         emb[labels == -1] = 0.0
         emb[labels == -1] += self.not_a_point_embed.weight
@@ -331,7 +334,7 @@ class PromptEncoder(nn.Module):
         else:
             bs = batch
         dt = self.no_mask_embed.weight.dtype
-        sparse = torch.empty((bs, 0, self.embed_dim), dtype=dt)
+        sparse = torch.empty((bs, 0, self.embed_dim), dtype=dt, device=self.no_mask_embed.weight.device)
         if points is not None:
             sparse = torch.cat([sparse, self._embed_points(points[0], points[1], pad=boxes is None)], dim=1)
         if boxes is not None:

@@ -4,11 +4,9 @@ parameter trained (--init random, --encoder full, --export) whose export
 the predictor and the trainer read as a SAM checkpoint, full-mode resume
 bit for bit, and the committed pipelines/demo-sam.safetensors (its
 configuration, and how it was made, in __metadata__)."""
-import json
 import os
-import struct
 
-from fstest import finish, need, run, scratch, test
+from fstest import finish, need, read_safetensors, run, scratch, test
 
 np, h5py = need("numpy", "h5py")
 
@@ -19,13 +17,8 @@ CFG_ARGS = [a for c in CFG for a in ("--config", c)]
 
 
 def read_st(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    data = b[8 + n:]
-    return meta, {k: (v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}
+    meta, t = read_safetensors(path)
+    return meta, {k: (v[1], v[2]) for k, v in t.items()}
 
 
 SH = os.path.join(base, "shapes.h5")

@@ -7,9 +7,8 @@ kernels are the cpu ones, the results must equal the cpu backend's bit for
 bit."""
 import json
 import os
-import struct
 
-from fstest import SHARED, finish, need, run, scratch, test
+from fstest import SHARED, finish, need, read_safetensors, run, scratch, test
 
 np, h5py = need("numpy", "h5py")
 
@@ -22,13 +21,8 @@ run("exemplar-sampler", "--in", demo, "--out", EX, "--count", "6", "--strategy",
 
 
 def tensors(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    data = b[8 + n:]
-    return meta, {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in h.items()}
+    meta, t = read_safetensors(path)
+    return meta, {k: v[2] for k, v in t.items()}
 
 
 def train(out, backend, *args, check=True):

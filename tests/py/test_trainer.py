@@ -9,7 +9,7 @@ import struct
 import sys
 import time
 
-from fstest import SHARED, finish, need, run, scratch, test
+from fstest import SHARED, finish, need, read_safetensors as read_st, run, scratch, test
 
 np, h5py = need("numpy", "h5py")
 
@@ -26,17 +26,6 @@ run("exemplar-sampler", "--in", demo, "--out", EX, "--count", "6", "--strategy",
 def note(msg):
     """Measurements go to stderr: stdout carries only result lines."""
     print(f"  test_trainer: {msg}", file=sys.stderr)
-
-
-def read_st(path):
-    """(metadata, {name: (dtype, shape, bytes)}) of a safetensors file."""
-    with open(path, "rb") as f:
-        b = f.read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    data = b[8 + n:]
-    return meta, {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}
 
 
 def train(out, *args, data=EX, weights=W, check=True):
