@@ -1,14 +1,27 @@
 /* bench_encoder: times fewsam's SAM image encoder (fs_sam_encode, ViT-B by
  * default: 12 blocks, 8 windowed + 4 global, patch embedding, neck) with
- * random weights on one fs_nn_ops backend, and the machine's sgemm rate in
- * the same process. Prints one JSON object on stdout:
- *   {"backend", "img", "threads", "depth", "seconds" (best of --reps passes
- *    after one warm-up), "seconds_all", "gflop" (analytic count of the
- *    matrix products), "gflops", "sgemm_gflops" (2048^3 through the CPU
- *    backend's threaded sgemm, best of 5 before and 3 after the encoder
- *    runs), "peak_rss_mb" (VmHWM of this process)}
- * --profile adds per-kernel seconds per pass on stderr (every call through
- * the table is timed). tests/bench/encoder_torch.py is the PyTorch twin. */
+ * random weights on one fs_nn_ops backend, and the matrix-product rate of
+ * that backend in the same process. Prints one JSON object per math mode,
+ * one a line (one line unless --math lists several):
+ *   {"backend", "img", "batch" (images per fs_sam_encode call), "threads",
+ *    "depth", "math" (fp32, or the CUDA math mode), "seconds" (one call,
+ *    best of --reps passes after one warm-up), "seconds_all", "images_per_s"
+ *    (batch / seconds), "gflop" (analytic count of the matrix products of
+ *    the call: batch x "gflop_per_image"), "gflop_per_image", "gflops",
+ *    "sgemm_gflops" (host backends: 2048^3 through the CPU backend's
+ *    threaded sgemm, best of 5 before and 3 after the encoder runs; null on
+ *    a device backend), "matmul_tflops" (the backend's own product rate in
+ *    this math mode: the sgemm figure on the host; on a device backend
+ *    linear_forward through the table on M = N = K = --matmul-n, best of 3
+ *    after a warm-up, synchronised, after the timed passes), "matmul_n",
+ *    "peak_rss_mb" (VmHWM of this process), "peak_device_mb" (cuda: the
+ *    most device memory the backend held during the timed passes, the model
+ *    and its activations included: the peak is reset after the warm-up;
+ *    null elsewhere), "device"}
+ * On cuda every clock read is preceded by fs_cuda_sync, so queued kernels
+ * are counted. --profile adds per-kernel seconds per pass on stderr (every
+ * call through the table is timed, synchronised on cuda).
+ * tests/bench/encoder_torch.py is the PyTorch twin. */
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
@@ -25,10 +38,13 @@
 #include "sam/init.h"
 #include "sam/sam.h"
 
+#include "bench_common.h"
+
+/* Synchronised on cuda, so that a kernel's time is its own. */
+static const fs_nn_ops *inner;
 static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    if (inner) bench_sync(inner);
+    return bench_now();
 }
 
 /* ---- a timing wrapper around the backend's table ---- */
@@ -37,7 +53,6 @@ enum { K_LINEAR, K_LN, K_GELU, K_ATT_WIN, K_ATT_GLOBAL, K_PATCH, K_CONV3, K_OTHE
 static const char *k_names[K_COUNT] = {"linear", "layernorm", "gelu", "attention (windows)", "attention (global)",
                                        "patch_embed", "conv3x3", "other"};
 static double k_time[K_COUNT];
-static const fs_nn_ops *inner;
 
 static void t_linear(float *o, const float *x, const float *w, const float *b, size_t M, size_t K, size_t N) {
     double t = now();
@@ -99,41 +114,6 @@ static float *buffer(size_t n, float amp) {
     return p;
 }
 
-/* Matrix-product FLOPs of one forward (2 per multiply-add), counted as the
- * official model computes: windowed blocks run qkv/proj on the zero-padded
- * windows; rel-pos terms as the official einsums. */
-static double encoder_flops(const fs_sam_config *c) {
-    double C = (double)c->embed_dim, g = (double)fs_sam_grid(c), T = g * g, D = C / (double)c->num_heads;
-    double f = 2 * T * C * 3.0 * (double)(c->patch_size * c->patch_size);
-    for (size_t i = 0; i < c->depth; i++) {
-        double Tq, n, r;
-        if (c->global_attn[i]) {
-            Tq = T, n = T, r = g;
-        } else {
-            double ws = (double)c->window_size, nw = ceil(g / ws);
-            Tq = nw * nw * ws * ws, n = ws * ws, r = ws;
-        }
-        f += 2 * Tq * C * 3 * C;                                                     /* qkv */
-        f += (Tq / n) * (double)c->num_heads * (4 * n * n * D + 2 * n * 2 * r * D); /* attention, rel-pos */
-        f += 2 * Tq * C * C;                                                         /* proj */
-        f += 2 * 2 * T * C * C * (double)c->mlp_ratio;                               /* mlp */
-    }
-    double O = (double)c->out_chans;
-    return f + 2 * T * C * O + 2 * T * O * O * 9; /* neck */
-}
-
-/* Peak resident set of this process in MB (VmHWM). */
-static double peak_rss_mb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    double kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
-    fclose(f);
-    return kb / 1024.0;
-}
-
 /* GFLOP/s of a 2048^3 sgemm through the CPU backend's threaded wrapper
  * (what the encoder's products get), best of `reps`. */
 static double sgemm_rate(int reps) {
@@ -151,23 +131,30 @@ static double sgemm_rate(int reps) {
 }
 
 static void usage(void) {
-    printf("Usage: bench_encoder [--img N] [--backend cpu|ref] [--reps N] [--depth N] [--profile]\n"
-           "Times fewsam's SAM ViT-B image encoder (random weights); prints one JSON object.\n"
+    printf("Usage: bench_encoder [--img N] [--batch N] [--backend cpu|ref|guard|cuda] [--math LIST] [--reps N]\n"
+           "                     [--depth N] [--matmul-n N] [--profile]\n"
+           "Times fewsam's SAM ViT-B image encoder (random weights); prints one JSON object per math mode.\n"
            "  --img N       input size, a multiple of 16 (default 1024)\n"
-           "  --backend B   fs_nn_ops backend (default cpu)\n"
+           "  --batch N     images per fs_sam_encode call (default 1)\n"
+           "  --backend B   fs_nn_ops backend (default cpu; cuda in the CUDA build, build/cuda-bench/)\n"
+           "  --math LIST   comma-separated matrix-product modes, each measured in turn: fp32, tf32,\n"
+           "                bf16 (cuda only; default: the backend's current mode)\n"
            "  --reps N      timed passes after one warm-up; the best is reported (default 2)\n"
            "  --depth N     encoder blocks (default 12; global blocks 2, 5, 8, 11)\n"
+           "  --matmul-n N  size of the device backend's product-rate test (default 8192 on cuda, else 512)\n"
            "  --profile     per-kernel seconds per pass on stderr\n"
            "Threads: OMP_NUM_THREADS.\n");
 }
 
 int main(int argc, char **argv) {
     fs_cli_init(argc, argv);
-    long img = 1024, reps = 2, depth = 12;
-    const char *backend = "cpu";
+    long img = 1024, reps = 2, depth = 12, batch = 1, matmul_n = 0;
+    const char *backend = "cpu", *math = NULL;
     int profile = 0;
     static const struct option opts[] = {{"img", required_argument, 0, 'i'},   {"backend", required_argument, 0, 'b'},
                                          {"reps", required_argument, 0, 'r'},  {"depth", required_argument, 0, 'd'},
+                                         {"batch", required_argument, 0, 'n'}, {"math", required_argument, 0, 'm'},
+                                         {"matmul-n", required_argument, 0, 'g'},
                                          {"profile", no_argument, 0, 'p'},     {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -177,6 +164,9 @@ int main(int argc, char **argv) {
         case 'b': backend = optarg; break;
         case 'r': reps = fs_cli_long("--reps", optarg, 1, 100); break;
         case 'd': depth = fs_cli_long("--depth", optarg, 1, 12); break;
+        case 'n': batch = fs_cli_long("--batch", optarg, 1, 64); break;
+        case 'm': math = optarg; break;
+        case 'g': matmul_n = fs_cli_long("--matmul-n", optarg, 16, 32768); break;
         case 'p': profile = 1; break;
         case 'h': usage(); return 0;
         default: fs_cli_bad_option(argc, argv);
@@ -184,8 +174,20 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) fs_cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (img % 16) fs_cli_usage_error("--img %ld is not a multiple of the patch size 16", img);
+    bench_maths maths;
+    bench_parse_maths(&maths, math ? math : "fp32", backend);
     const fs_nn_ops *nn = fs_nn_backend(backend);
-    if (!nn) fs_cli_usage_error("unknown backend '%s' (ref or cpu)", backend);
+    if (!nn) {
+        /* a known backend that cannot run here ("no usable GPU") is a runtime error */
+        if (strcmp(backend, "cuda")) fs_cli_usage_error("%s", fs_error_msg());
+        fs_cli_die();
+    }
+    int cuda = bench_is_cuda(nn);
+    if (!math && cuda) { /* the current mode (FEWSAM_CUDA_MATH or fp32) */
+        maths.n = 1;
+        snprintf(maths.mode[0], sizeof maths.mode[0], "%s", bench_math(nn));
+    }
+    if (!matmul_n) matmul_n = cuda ? 8192 : 512;
 
     fs_sam_config cfg;
     if (fs_sam_config_preset(&cfg, "vit_b")) fs_cli_die();
@@ -194,51 +196,74 @@ int main(int argc, char **argv) {
     if (fs_sam_config_validate(&cfg)) fs_cli_die();
 
     fs_rng_init(&rng, 1, 0);
-    double sgemm = sgemm_rate(5);
+    /* the host's sgemm rate: measured for the host backends only (it is not
+     * what a device backend's products get) */
+    double sgemm = nn->device ? -1 : sgemm_rate(5);
     fs_sam *m;
     if (fs_sam_create_random(&m, &cfg, 1)) m = NULL; /* the trainer's --init random */
     if (!m) fs_cli_die();
-    size_t S = cfg.img_size, g = fs_sam_grid(&cfg);
-    float *pre = buffer(3 * S * S, 2.0f), *embed = buffer(g * g * cfg.out_chans, 0);
     fs_nn_ops tops = timed_ops(nn);
     const fs_nn_ops *run = profile ? &tops : nn;
+    if (nn->device && fs_sam_bind(m, run)) fs_cli_die(); /* the table encode gets: no rebinding per call */
+    size_t S = cfg.img_size, g = fs_sam_grid(&cfg), B = (size_t)batch;
+    float *pre = buffer(B * 3 * S * S, 2.0f), *embed = buffer(B * g * g * cfg.out_chans, 0);
+    double gflop1 = bench_encoder_flops(&cfg) / 1e9, gflop = gflop1 * (double)B;
 
-    double best = 1e30, all[100];
-    for (long r = -1; r < reps; r++) {
-        if (r == 0) memset(k_time, 0, sizeof k_time);
-        double t0 = now();
-        if (fs_sam_encode(m, run, pre, 1, embed)) fs_cli_die();
-        double t = now() - t0;
-        if (!isfinite(embed[0])) {
-            fprintf(stderr, "bench_encoder: error: the encoder produced a non-finite value\n");
-            return 1;
+    for (int k = 0; k < maths.n; k++) {
+        bench_set_math(nn, maths.mode[k]);
+        double best = 1e30, all[100];
+        for (long r = -1; r < reps; r++) {
+            if (r == 0) {
+                memset(k_time, 0, sizeof k_time);
+                bench_reset_peak(nn); /* the held model and activations stay in the peak */
+            }
+            double t0 = now();
+            if (fs_sam_encode(m, run, pre, B, embed)) fs_cli_die();
+            double t = now() - t0;
+            if (!isfinite(embed[0])) {
+                fprintf(stderr, "bench_encoder: error: the encoder produced a non-finite value\n");
+                return 1;
+            }
+            if (r >= 0) {
+                all[r] = t;
+                if (t < best) best = t;
+            }
         }
-        if (r >= 0) {
-            all[r] = t;
-            if (t < best) best = t;
+        double peak_dev = bench_peak_device_mb(nn);
+        double rss = bench_peak_rss_mb(); /* before the sgemm buffers below add to it */
+        /* after the readings: its buffers must not count in either peak */
+        double mm = nn->device ? bench_matmul_tflops(nn, (size_t)matmul_n, 3) : -1;
+        if (!nn->device) {
+            /* measured again after the runs: a busy moment must not lower the peak */
+            double sgemm2 = sgemm_rate(3);
+            if (sgemm2 > sgemm) sgemm = sgemm2;
+            mm = sgemm / 1e3;
         }
+        if (profile) {
+            double sum = 0;
+            for (int q = 0; q < K_COUNT; q++) sum += k_time[q];
+            fprintf(stderr, "per pass (mean of %ld), img %zu, batch %zu, math %s, %d threads:\n", reps, S, B,
+                    bench_math(nn), omp_get_max_threads());
+            for (int q = 0; q < K_COUNT; q++)
+                if (k_time[q] > 0) fprintf(stderr, "  %-22s %7.3f s\n", k_names[q], k_time[q] / (double)reps);
+            double total = 0;
+            for (long r = 0; r < reps; r++) total += all[r];
+            fprintf(stderr, "  %-22s %7.3f s\n", "outside the kernels", (total - sum) / (double)reps);
+        }
+        printf("{\"backend\": \"%s\", \"img\": %zu, \"batch\": %zu, \"threads\": %d, \"depth\": %zu, "
+               "\"math\": \"%s\", \"seconds\": %.4f, \"seconds_all\": [",
+               nn->name, S, B, omp_get_max_threads(), cfg.depth, bench_math(nn), best);
+        for (long r = 0; r < reps; r++) printf("%s%.4f", r ? ", " : "", all[r]);
+        printf("], \"images_per_s\": %.3f, \"gflop\": %.2f, \"gflop_per_image\": %.2f, \"gflops\": %.2f, ",
+               (double)B / best, gflop, gflop1, gflop / best);
+        bench_print_num("sgemm_gflops", nn->device ? -1 : sgemm, 2);
+        printf(", ");
+        bench_print_num("matmul_tflops", mm, 3);
+        printf(", \"matmul_n\": %ld, \"peak_rss_mb\": %.1f, ", nn->device ? matmul_n : 2048L, rss);
+        bench_print_num("peak_device_mb", peak_dev, 1);
+        printf(", \"device\": \"%s\"}\n", bench_device_name(nn));
+        fflush(stdout);
     }
-    double gflop = encoder_flops(&cfg) / 1e9;
-    double rss = peak_rss_mb(); /* before the sgemm buffers below add to it */
-    /* measured again after the runs: a busy moment must not lower the peak */
-    double sgemm2 = sgemm_rate(3);
-    if (sgemm2 > sgemm) sgemm = sgemm2;
-    if (profile) {
-        double sum = 0;
-        for (int k = 0; k < K_COUNT; k++) sum += k_time[k];
-        fprintf(stderr, "per pass (mean of %ld), img %zu, %d threads:\n", reps, S, omp_get_max_threads());
-        for (int k = 0; k < K_COUNT; k++)
-            if (k_time[k] > 0) fprintf(stderr, "  %-22s %7.3f s\n", k_names[k], k_time[k] / (double)reps);
-        double total = 0;
-        for (long r = 0; r < reps; r++) total += all[r];
-        fprintf(stderr, "  %-22s %7.3f s\n", "outside the kernels", (total - sum) / (double)reps);
-    }
-    printf("{\"backend\": \"%s\", \"img\": %zu, \"threads\": %d, \"depth\": %zu, \"seconds\": %.4f, "
-           "\"seconds_all\": [",
-           nn->name, S, omp_get_max_threads(), cfg.depth, best);
-    for (long r = 0; r < reps; r++) printf("%s%.4f", r ? ", " : "", all[r]);
-    printf("], \"gflop\": %.2f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"peak_rss_mb\": %.1f}\n", gflop,
-           gflop / best, sgemm, rss);
     fs_sam_free(m);
     free(pre), free(embed);
     return 0;

@@ -5,13 +5,21 @@ of every encoder block's qkv (qkv(x)[..., :C] += (x A_q^T) B_q^T, same for v
 in the last third), base weights frozen, every mask_decoder.* parameter
 trained, loss 0.2 BCE-with-logits + 0.8 soft Dice on the low-res logits,
 torch.optim.AdamW step included. Random weights as encoder_torch.py,
-float32, batch 1, one positive point prompt, --img pixels, --threads
-threads.
+float32 master weights, --batch images (1) with one positive point prompt
+each, --img pixels, --threads threads (CPU) or the GPU (--device cuda).
 
-Prints one JSON object like bench_train's: {"backend": "torch", "img",
-"threads", "depth", "rank", "seconds" (best of --steps timed steps after
---warmup), "median", "seconds_all", "loss" (of the first step),
-"peak_rss_mb" (ru_maxrss of this process), "torch_version"}.
+Prints one JSON object per math mode (--dtype fp32,tf32,bf16: see
+torch_bench.py; bf16 autocasts the forward pass and the loss), one a line,
+like bench_train's: {"backend": "torch", "img", "batch", "threads", "depth",
+"rank", "math", "seconds" (best of --steps timed steps after --warmup, in
+each mode), "median", "seconds_all", "images_per_s", "loss" (of the first
+step in this mode), "trainable", "matmul_tflops" (torch.mm of --matmul-n^3
+in this mode, after the timed steps), "matmul_n", "peak_rss_mb" (ru_maxrss
+of this process), "peak_device_mb" (cuda: torch.cuda.max_memory_allocated
+over the timed steps, reset after the warm-up; null on the CPU), "device",
+"torch_version"}. On cuda the clock is read after torch.cuda.synchronize();
+running out of GPU memory prints {"backend": "torch", "aborted": "CUDA out
+of memory", ...} and exits 0.
 A watchdog stops the run when the machine's MemAvailable falls below
 --min-avail-mib (other processes share the machine; ViT-B at 1024 needs many
 GB here): it then prints {"backend": "torch", "aborted": "...",
@@ -21,6 +29,7 @@ As a library (tests/py/test_train_torch_golden.py checks it against the
 golden training file): add_lora, set_trainable, loss_fn, forward_logits,
 train_step."""
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -117,12 +126,14 @@ def forward_logits(sam, images, prompt_image, coords, labels, trace=None):
     return torch.cat(outs, 0)
 
 
-def train_step(sam, opt, images, prompt_image, coords, labels, target):
+def train_step(sam, opt, images, prompt_image, coords, labels, target, autocast=None):
     """zero_grad, forward, loss, backward, AdamW step; returns the loss
-    values (before the step) as floats (total, bce, dice)."""
+    values (before the step) as floats (total, bce, dice). autocast: a
+    context factory for the forward pass and the loss (bf16), or None."""
     opt.zero_grad()
-    logits = forward_logits(sam, images, prompt_image, coords, labels)
-    total, bce, dice = loss_fn(logits, target)
+    with (autocast or contextlib.nullcontext)():
+        logits = forward_logits(sam, images, prompt_image, coords, labels)
+        total, bce, dice = loss_fn(logits.float(), target)
     total.backward()
     opt.step()
     return float(total), float(bce), float(dice)
@@ -143,18 +154,18 @@ def random_sam(img, depth, rank, seed=0):
     return add_lora(sam, rank).train()
 
 
-def bench_inputs(img):
-    """One image, one positive point at the centre, a disc of radius L/4 as
-    the low-res target (the same as bench_train.c)."""
+def bench_inputs(img, batch=1, device="cpu"):
+    """batch images, one positive point at the centre of each, a disc of
+    radius L/4 as every low-res target (the same as bench_train.c)."""
     torch.manual_seed(1)
-    x = torch.rand(1, 3, img, img) * 4 - 2
+    x = torch.rand(batch, 3, img, img) * 4 - 2
     L = img // 4
     yy, xx = torch.meshgrid(torch.arange(L), torch.arange(L), indexing="ij")
     c = (L - 1) / 2.0
-    target = (((yy - c) ** 2 + (xx - c) ** 2) <= (L / 4.0) ** 2).float().reshape(1, 1, L, L)
-    coords = torch.tensor([[[img / 2.0, img / 2.0]]])
-    labels = torch.tensor([[1]], dtype=torch.int32)
-    return x, [0], coords, labels, target
+    target = (((yy - c) ** 2 + (xx - c) ** 2) <= (L / 4.0) ** 2).float().reshape(1, 1, L, L).repeat(batch, 1, 1, 1)
+    coords = torch.tensor([[[img / 2.0, img / 2.0]]]).repeat(batch, 1, 1)
+    labels = torch.ones(batch, 1, dtype=torch.int32)
+    return x.to(device), list(range(batch)), coords.to(device), labels.to(device), target.to(device)
 
 
 def mem_available_mib():
@@ -185,8 +196,12 @@ def peak_rss_mib():
 
 
 def main():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_bench as tb
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--img", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -194,37 +209,60 @@ def main():
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--dtype", default="fp32", help="comma-separated: fp32, tf32, bf16 (default fp32)")
+    ap.add_argument("--matmul-n", type=int, default=0, help="matmul-rate size (default 8192 on cuda, else 512)")
     ap.add_argument("--min-avail-mib", type=float, default=1536,
                     help="stop when the machine's MemAvailable falls below this (0: never)")
     a = ap.parse_args()
+    modes = tb.parse_modes(a.dtype, a.device, ap.error)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("train_torch: error: --device cuda: torch has no usable GPU")
+    dev = a.device
+    mm_n = a.matmul_n or (8192 if dev == "cuda" else 512)
     torch.set_num_threads(a.threads)
+    head = {"backend": "torch", "img": a.img, "batch": a.batch, "threads": a.threads, "depth": a.depth,
+            "rank": a.rank}
     if a.min_avail_mib > 0:
         start_watchdog(a.min_avail_mib, lambda why: print(json.dumps(
-            {"backend": "torch", "img": a.img, "threads": a.threads, "depth": a.depth, "rank": a.rank,
-             "aborted": why, "peak_rss_mb": round(peak_rss_mib(), 1), "torch_version": torch.__version__})))
-    sam = random_sam(a.img, a.depth, a.rank)
+            {**head, "aborted": why, "peak_rss_mb": round(peak_rss_mib(), 1), "torch_version": torch.__version__})))
+    sam = random_sam(a.img, a.depth, a.rank).to(dev)
     params = [p for _, p in set_trainable(sam)]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=a.weight_decay)
-    inputs = bench_inputs(a.img)
-    times, first_loss = [], None
-    for r in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        loss = train_step(sam, opt, *inputs)
-        t = time.perf_counter() - t0
-        if first_loss is None:
-            first_loss = loss[0]
-        if not all(map(lambda v: v == v and abs(v) != float("inf"), loss)):
-            sys.exit("train_torch: error: non-finite loss")
-        if r >= a.warmup:
-            times.append(t)
-    if not times:
-        times = [t]
-    rss = peak_rss_mib()
-    print(json.dumps({"backend": "torch", "img": a.img, "threads": torch.get_num_threads(), "depth": a.depth,
-                      "rank": a.rank, "seconds": round(min(times), 4), "median": round(statistics.median(times), 4),
-                      "seconds_all": [round(t, 4) for t in times], "loss": round(first_loss, 6),
-                      "trainable": sum(p.numel() for p in params), "peak_rss_mb": round(rss, 1),
-                      "torch_version": torch.__version__}))
+    inputs = bench_inputs(a.img, a.batch, dev)
+    for mode in modes:
+        ctx = tb.set_mode(mode, dev)
+        times, first_loss = [], None
+        try:
+            for r in range(a.warmup + a.steps):
+                if r == a.warmup:
+                    tb.reset_peak(dev)
+                t0 = tb.clock(dev)
+                loss = train_step(sam, opt, *inputs, autocast=ctx)
+                t = tb.clock(dev) - t0
+                if first_loss is None:
+                    first_loss = loss[0]
+                if not all(map(lambda v: v == v and abs(v) != float("inf"), loss)):
+                    sys.exit(f"train_torch: error: non-finite loss (math {mode})")
+                if r >= a.warmup:
+                    times.append(t)
+        except torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError:
+            print(json.dumps({**head, "math": mode, "aborted": "CUDA out of memory",
+                              "peak_device_mb": tb.peak_mb(dev), "device": tb.device_name(dev),
+                              "torch_version": torch.__version__}), flush=True)
+            return
+        if not times:
+            times = [t]
+        peak = tb.peak_mb(dev)
+        rss = peak_rss_mib()
+        print(json.dumps({**head, "threads": torch.get_num_threads(), "math": mode,
+                          "seconds": round(min(times), 4), "median": round(statistics.median(times), 4),
+                          "seconds_all": [round(t, 4) for t in times],
+                          "images_per_s": round(a.batch / min(times), 3), "loss": round(first_loss, 6),
+                          "trainable": sum(p.numel() for p in params),
+                          "matmul_tflops": tb.matmul_tflops(mode, dev, mm_n), "matmul_n": mm_n,
+                          "peak_rss_mb": round(rss, 1), "peak_device_mb": peak, "device": tb.device_name(dev),
+                          "torch_version": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":
