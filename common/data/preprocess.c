@@ -179,69 +179,6 @@ int fs_normalize_foreground(float *x, size_t nz, size_t ny, size_t nx, double p_
     return FS_OK;
 }
 
-/* ---- resizing ---- */
-
-/* Source position and weights of output index d along one axis, as
- * PyTorch's CPU kernel computes them (float arithmetic, truncation of a
- * non-negative index). Cheap enough to recompute per pixel, which keeps the
- * resize free of allocation. */
-void fs_resize_linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1) {
-    float src = scale * ((float)d + 0.5f) - 0.5f;
-    if (src < 0) src = 0;
-    size_t a = (size_t)src;
-    if (a > in - 1) a = in - 1;
-    float lam = src - (float)a;
-    if (lam < 0) lam = 0;
-    if (lam > 1) lam = 1;
-    *i0 = a;
-    *i1 = a < in - 1 ? a + 1 : a;
-    *l1 = lam;
-}
-
-void fs_resize_bilinear(const float *in, size_t h, size_t w, float *out, size_t oh, size_t ow) {
-    if (h == oh && w == ow) {
-        memcpy(out, in, h * w * sizeof *in);
-        return;
-    }
-    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
-    for (size_t y = 0; y < oh; y++) {
-        size_t y0, y1;
-        float h1;
-        fs_resize_linear_src(h, sy, y, &y0, &y1, &h1);
-        float h0 = 1.0f - h1;
-        const float *r0 = in + y0 * w, *r1 = in + y1 * w;
-        float *o = out + y * ow;
-        for (size_t x = 0; x < ow; x++) {
-            size_t x0, x1;
-            float w1;
-            fs_resize_linear_src(w, sx, x, &x0, &x1, &w1);
-            float w0 = 1.0f - w1;
-            float t0 = w0 * r0[x0] + w1 * r0[x1];
-            float t1 = w0 * r1[x0] + w1 * r1[x1];
-            o[x] = h0 * t0 + h1 * t1;
-        }
-    }
-}
-
-/* torch's nearest_idx: identity and exact 2x upsampling are special-cased,
- * otherwise floor(dst * scale) with a float scale. */
-static size_t nearest_idx(size_t d, size_t in, size_t out) {
-    if (in == out) return d;
-    if (out == 2 * in) return d >> 1;
-    float scale = (float)in / (float)out;
-    size_t s = (size_t)floorf((float)d * scale);
-    return s < in - 1 ? s : in - 1;
-}
-
-void fs_resize_nearest_u8(const uint8_t *in, size_t h, size_t w, uint8_t *out, size_t oh,
-                          size_t ow) {
-    for (size_t y = 0; y < oh; y++) {
-        const uint8_t *r = in + nearest_idx(y, h, oh) * w;
-        uint8_t *o = out + y * ow;
-        for (size_t x = 0; x < ow; x++) o[x] = r[nearest_idx(x, w, ow)];
-    }
-}
-
 void fs_remap_labels(uint8_t *lab, size_t n, const uint8_t map[256]) {
     for (size_t i = 0; i < n; i++) lab[i] = map[lab[i]];
 }

@@ -40,23 +40,6 @@ void fs_window01(float *x, size_t n, float lo, float hi);
 int fs_normalize_foreground(float *x, size_t nz, size_t ny, size_t nx, double p_lo,
                             double p_hi, float *background, size_t *n_fg);
 
-/* in [h, w] -> out [oh, ow]: bilinear resize exactly as
- * torch.nn.functional.interpolate(mode='bilinear', align_corners=False,
- * antialias=False) computes it on CPU for float32 (source index
- * (dst + 0.5) * in / out - 0.5 clamped at 0, float arithmetic). Sizes >= 1;
- * in and out must not overlap. */
-/* One axis of fs_resize_bilinear: output index d's source indices i0 <= i1
- * and the weight l1 of i1 (torch's float arithmetic: src = scale*(d+0.5)-0.5,
- * clamped), for code that must be its exact adjoint. scale = in / out. */
-void fs_resize_linear_src(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1);
-
-void fs_resize_bilinear(const float *in, size_t h, size_t w, float *out, size_t oh, size_t ow);
-
-/* in [h, w] -> out [oh, ow]: torch 'nearest' (not 'nearest-exact'):
- * src = min(floor(dst * (float)in / out), in - 1). For label maps. */
-void fs_resize_nearest_u8(const uint8_t *in, size_t h, size_t w, uint8_t *out, size_t oh,
-                          size_t ow);
-
 /* lab [n] in place: lab[i] = map[lab[i]] (e.g. Synapse's 13 labels to the
  * 8-organ protocol, unwanted labels to 0). */
 void fs_remap_labels(uint8_t *lab, size_t n, const uint8_t map[256]);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "data/preprocess.h"
+#include "image/resize.h"
 #include "sam/params.h"
 
 typedef struct {

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "data/preprocess.h"
+#include "image/resize.h"
 
 fs_sam_frame fs_sam_slice_frame(const fs_sam *m, size_t h, size_t w) {
     fs_sam_frame f = {h, w, 0, 0, 0};

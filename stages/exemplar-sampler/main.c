@@ -14,7 +14,7 @@
 #include "core/fsutil.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "data/preprocess.h"
+#include "image/resize.h"
 #include "data/sampler.h"
 #include "data/shard.h"
 

@@ -16,7 +16,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "data/dataset.h"
-#include "data/preprocess.h"
+#include "image/resize.h"
 #include "data/shard.h"
 #include "data/split.h"
 

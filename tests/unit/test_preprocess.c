@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/preprocess.h"
+#include "image/resize.h"
 
 static double rel_tol(double v) { return 1e-12 * (fabs(v) + 1e-300) + 1e-300; }
 

@@ -4,7 +4,7 @@
  * and picked at load time, so one binary runs everywhere and uses the
  * widest vectors the machine has. expf and erff are replaced by polynomial
  * forms the compiler can vectorise (errors below 5e-7 absolute). */
-#include "data/preprocess.h"
+#include "image/resize.h"
 #include "nn/cpu/cpu.h"
 
 #include <math.h>

@@ -1,24 +1,11 @@
 /* Bilinear resize, align_corners=False (F.interpolate), forward and its
- * adjoint, with the float arithmetic of fs_resize_bilinear (data/preprocess.c)
- * so that the two backends pick the same source pixels. The backward
+ * adjoint, with the source index of fs_resize_bilinear (image/resize.h)
+ * so that every backend picks the same source pixels. The backward
  * gathers: each input pixel scans the few output pixels that can reach it
  * and sums their terms itself (deterministic, no atomics). */
+#include "image/resize.h"
 #include "nn/cuda/internal.h"
 #include "nn/cuda/kernels.h"
-
-/* Output index d's sources i0 <= i1 along one axis and the weight l1 of i1 */
-__device__ __forceinline__ void src_index(size_t in, float scale, size_t d, size_t *i0, size_t *i1, float *l1) {
-    float src = scale * ((float)d + 0.5f) - 0.5f;
-    if (src < 0) src = 0;
-    size_t a = (size_t)src;
-    if (a > in - 1) a = in - 1;
-    float lam = src - (float)a;
-    if (lam < 0) lam = 0;
-    if (lam > 1) lam = 1;
-    *i0 = a;
-    *i1 = a < in - 1 ? a + 1 : a;
-    *l1 = lam;
-}
 
 /* out[n, y, x] = h0 (w0 in[y0, x0] + w1 in[y0, x1]) + h1 (w0 in[y1, x0] + w1 in[y1, x1]) */
 __global__ void resize_fwd_kernel(float *out, const float *inp, size_t N, size_t Hi, size_t Wi, size_t Ho, size_t Wo,
@@ -28,8 +15,8 @@ __global__ void resize_fwd_kernel(float *out, const float *inp, size_t N, size_t
         size_t x = idx % Wo, y = (idx / Wo) % Ho, n = idx / (Wo * Ho);
         size_t y0, y1, x0, x1;
         float h1, w1;
-        src_index(Hi, sy, y, &y0, &y1, &h1);
-        src_index(Wi, sx, x, &x0, &x1, &w1);
+        fs_resize_linear_src(Hi, sy, y, &y0, &y1, &h1);
+        fs_resize_linear_src(Wi, sx, x, &x0, &x1, &w1);
         float h0 = 1.0f - h1, w0 = 1.0f - w1;
         const float *r0 = inp + (n * Hi + y0) * Wi, *r1 = inp + (n * Hi + y1) * Wi;
         float t0 = w0 * r0[x0] + w1 * r0[x1];
@@ -41,7 +28,7 @@ __global__ void resize_fwd_kernel(float *out, const float *inp, size_t N, size_t
 /* The output indices along one axis that can use input index i as a source:
  * src = scale (d + 0.5) - 0.5 must lie in [i - 1, i + 1), widened by two
  * for rounding; the last input index also takes every clamped output.
- * Candidates are then checked with src_index itself. */
+ * Candidates are then checked with fs_resize_linear_src itself. */
 __device__ __forceinline__ void out_range(size_t i, size_t in, size_t out, float scale, long *lo, long *hi) {
     long a = (long)floorf(((float)i - 0.5f) / scale - 0.5f) - 2;
     long b = (long)ceilf(((float)i + 1.5f) / scale - 0.5f) + 2;
@@ -55,7 +42,7 @@ __device__ __forceinline__ void out_range(size_t i, size_t in, size_t out, float
 __device__ __forceinline__ float axis_weight(size_t in, float scale, size_t d, size_t i) {
     size_t i0, i1;
     float l1;
-    src_index(in, scale, d, &i0, &i1, &l1);
+    fs_resize_linear_src(in, scale, d, &i0, &i1, &l1);
     return (i0 == i ? 1.0f - l1 : 0.0f) + (i1 == i ? l1 : 0.0f);
 }
 

@@ -1,7 +1,7 @@
 /* Reference bilinear resize (F.interpolate bilinear, align_corners=False). */
 #include <stdlib.h>
 
-#include "data/preprocess.h"
+#include "image/resize.h"
 #include "nn/ref/ref.h"
 
 /* inp[N, Hi, Wi] -> out[N, Ho, Wo]; fs_resize_bilinear is torch's
