@@ -12,6 +12,7 @@
 #include "sam/config.h"
 #include "sam/params.h"
 #include "sam/sam.h"
+#include "sam/train.h"
 
 static char tiny_path[512];
 
@@ -320,6 +321,71 @@ static void ref_kernels(void) {
     CHECK_NEAR(ln_out[1], 1, 1e-6);
 }
 
+/* fs_sam_bind: a model moves to a device backend's memory and back, the
+ * inference calls bind on their own, p stays the host copy (a change to it
+ * reaches the device by binding again), and a training state refuses a
+ * backend other than the one its model is bound to. guard is a device
+ * backend with the cpu kernels, so every result must equal cpu's exactly. */
+static void bind_moves_the_model(void) {
+    if (!have_tiny()) SKIP("%s missing", tiny_path);
+    fs_sam *m;
+    CHECKF(fs_sam_load(&m, tiny_path, 0) == FS_OK, "%s", fs_error_msg());
+    size_t S = m->cfg.img_size, g = fs_sam_grid(&m->cfg), D = m->cfg.out_chans, n = g * g * D;
+    float *img = malloc(3 * S * S * sizeof *img), *e_cpu = malloc(n * sizeof *e_cpu), *e_dev = malloc(n * sizeof *e_dev);
+    for (size_t i = 0; i < 3 * S * S; i++) img[i] = (float)((i * 37) % 256);
+    const fs_nn_ops *guard = fs_nn_backend("guard");
+    CHECK(guard && guard->device && !fs_nn_cpu.device);
+    CHECK(m->dev == NULL);
+
+    CHECK(fs_sam_encode_raw(m, &fs_nn_cpu, img, 1, S, S, e_cpu) == FS_OK);
+    CHECKF(fs_sam_encode_raw(m, guard, img, 1, S, S, e_dev) == FS_OK, "%s", fs_error_msg());
+    CHECK(m->dev == guard && m->dp.arena && m->dp.arena != m->p.arena && m->dp.pos_embed != m->p.pos_embed);
+    CHECK(!memcmp(e_cpu, e_dev, n * sizeof *e_cpu));
+
+    /* a decode on guard equals cpu's */
+    float pt[2] = {20, 30}, low_c[3 * 16 * 64], low_d[3 * 16 * 64], iou_c[3], iou_d[3];
+    int lab = 1;
+    fs_sam_prompt pr = {pt, &lab, 1, NULL};
+    size_t nc, nd, L = 4 * g;
+    CHECK(L * L * 3 <= sizeof low_c / sizeof *low_c);
+    CHECK(fs_sam_decode(m, guard, e_dev, &pr, FS_SAM_MASKS_MULTI, low_d, iou_d, &nd) == FS_OK);
+    CHECK(fs_sam_decode(m, &fs_nn_cpu, e_cpu, &pr, FS_SAM_MASKS_MULTI, low_c, iou_c, &nc) == FS_OK);
+    CHECK(m->dev == NULL); /* the cpu call brought it back */
+    CHECK(nc == 3 && nd == 3 && !memcmp(low_c, low_d, 3 * L * L * sizeof(float)) && !memcmp(iou_c, iou_d, sizeof iou_c));
+
+    /* p is the host copy: changed while bound, the device sees it after binding again */
+    CHECK(fs_sam_bind(m, guard) == FS_OK);
+    for (size_t i = 0; i < m->cfg.out_chans; i++) m->p.neck3_b[i] += 0.5f;
+    CHECK(fs_sam_encode_raw(m, guard, img, 1, S, S, e_dev) == FS_OK);
+    CHECK(!memcmp(e_cpu, e_dev, n * sizeof *e_cpu)); /* still the old copy */
+    CHECK(fs_sam_bind(m, guard) == FS_OK);
+    CHECK(fs_sam_encode_raw(m, guard, img, 1, S, S, e_dev) == FS_OK);
+    CHECK(memcmp(e_cpu, e_dev, n * sizeof *e_cpu) != 0);
+    CHECK(fs_sam_encode_raw(m, &fs_nn_cpu, img, 1, S, S, e_cpu) == FS_OK);
+    CHECK(!memcmp(e_cpu, e_dev, n * sizeof *e_cpu));
+
+    /* a training state lives where its model is bound */
+    fs_train_config tc;
+    fs_train_config_default(&tc);
+    fs_train *t;
+    CHECK(fs_sam_bind(m, guard) == FS_OK);
+    CHECKF(fs_train_create(&t, m, &tc) == FS_OK, "%s", fs_error_msg());
+    float target[64 * 64] = {0};
+    size_t item = 0;
+    fs_train_batch b = {.images = img, .n_images = 1, .prompts = &pr, .item_image = &item, .n_items = 1,
+                        .targets = target};
+    CHECK(L * L <= sizeof target / sizeof *target);
+    fs_loss_value loss;
+    CHECK(fs_train_forward_backward(t, &fs_nn_cpu, &b, &loss) == FS_ERR);
+    CHECKF(strstr(fs_error_msg(), "lives on backend 'guard'") != NULL, "%s", fs_error_msg());
+    fs_error_clear();
+    fs_train_free(t);
+    fs_sam_free(m);
+    free(img);
+    free(e_cpu);
+    free(e_dev);
+}
+
 int main(void) {
     RUN(config_from_metadata);
     RUN(config_from_shapes);
@@ -329,5 +395,6 @@ int main(void) {
     RUN(load_refuses_bad_checkpoints);
     RUN(load_resized_and_decode_without_prompt);
     RUN(ref_kernels);
+    RUN(bind_moves_the_model);
     TEST_EXIT();
 }
