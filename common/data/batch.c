@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/fsutil.h"
 #include "core/rng.h"
 #include "data/prompts.h"
@@ -114,31 +115,16 @@ void fs_pool_slice(const fs_pool *p, size_t i, const float **image, const uint8_
     *w = sl->w;
 }
 
-/* FNV-1a over 64-bit words with a final mix: fast enough for a data set of
- * a few hundred MB, and any changed byte changes it. */
-static uint64_t mix_bytes(uint64_t h, const void *data, size_t n) {
-    const unsigned char *b = data;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, b + i, 8);
-        h = (h ^ v) * 0x100000001b3ULL;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 uint64_t fs_pool_fingerprint(const fs_pool *p) {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FS_FNV_OFFSET;
     uint64_t head[2] = {p->n_shards, p->n_classes};
-    h = mix_bytes(h, head, sizeof head);
+    h = fs_fnv1a_words(h, head, sizeof head);
     for (size_t s = 0; s < p->n_shards; s++) {
         const fs_slices *sl = &p->shards[s];
         uint64_t dims[3] = {sl->n, sl->h, sl->w};
-        h = mix_bytes(h, dims, sizeof dims);
-        h = mix_bytes(h, sl->image.data, sl->n * sl->h * sl->w * sizeof(float));
-        h = mix_bytes(h, sl->label.data, sl->n * sl->h * sl->w);
+        h = fs_fnv1a_words(h, dims, sizeof dims);
+        h = fs_fnv1a_words(h, sl->image.data, sl->n * sl->h * sl->w * sizeof(float));
+        h = fs_fnv1a_words(h, sl->label.data, sl->n * sl->h * sl->w);
     }
     return fs_hash64(h, 0, 0);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -41,7 +42,7 @@ static int hash_file(const char *path, uint64_t *h) {
     unsigned char buf[1 << 16];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++) *h = (*h ^ buf[i]) * 0x100000001b3ULL;
+        *h = fs_fnv1a(*h, buf, n);
     int bad = ferror(f);
     fclose(f);
     return bad ? fs_error("cannot read '%s': read error", path) : FS_OK;
@@ -49,7 +50,7 @@ static int hash_file(const char *path, uint64_t *h) {
 
 /* The backgrounds' files (one, or the *.h5 of a folder, in name order). */
 static int hash_backgrounds(const char *path, uint64_t *out) {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FS_FNV_OFFSET;
     if (!fs_is_dir(path)) {
         if (hash_file(path, &h)) return FS_ERR;
         *out = fs_hash64(h, 1, 0);
@@ -64,7 +65,7 @@ static int hash_backgrounds(const char *path, uint64_t *out) {
         if (len < 4 || strcmp(names[i] + len - 3, ".h5")) continue;
         char p[4400];
         fs_path_join(p, sizeof p, path, names[i]);
-        for (size_t k = 0; k < len; k++) h = (h ^ (unsigned char)names[i][k]) * 0x100000001b3ULL;
+        h = fs_fnv1a(h, names[i], len);
         rc = hash_file(p, &h);
     }
     fs_free_list(names, n);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
 
@@ -52,27 +53,14 @@ const char *fs_sam_ckpt_targets_str(unsigned targets, char *buf, size_t n) {
 
 /* ---- the base model's fingerprint ---- */
 
-static uint64_t mix(uint64_t h, const void *data, size_t n) {
-    const unsigned char *b = data;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, b + i, 8);
-        h = (h ^ v) * 0x100000001b3ULL;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 uint64_t fs_sam_fingerprint(const fs_sam *m) {
     const fs_sam_config *c = &m->cfg;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FS_FNV_OFFSET;
     uint64_t dims[] = {c->patch_size, c->embed_dim, c->depth, c->num_heads, c->mlp_ratio, c->window_size,
                        c->out_chans, c->mask_in_chans, c->dec_depth, c->dec_mlp_dim, c->dec_heads,
                        c->num_multimask, c->iou_hidden, c->iou_depth};
-    h = mix(h, dims, sizeof dims);
-    h = mix(h, c->global_attn, c->depth);
+    h = fs_fnv1a_words(h, dims, sizeof dims);
+    h = fs_fnv1a_words(h, c->global_attn, c->depth);
     char names[7][96];
     snprintf(names[0], 96, "image_encoder.patch_embed.proj.weight");
     snprintf(names[1], 96, "image_encoder.blocks.0.attn.qkv.weight");
@@ -85,8 +73,8 @@ uint64_t fs_sam_fingerprint(const fs_sam *m) {
         long k = fs_sam_table_find(&m->p.table, names[i]);
         if (k < 0) continue;
         const fs_sam_tensor_info *e = &m->p.table.v[k];
-        h = mix(h, e->name, strlen(e->name));
-        h = mix(h, m->p.arena + e->offset, e->numel * sizeof(float));
+        h = fs_fnv1a_words(h, e->name, strlen(e->name));
+        h = fs_fnv1a_words(h, m->p.arena + e->offset, e->numel * sizeof(float));
     }
     return fs_hash64(h, 0x66696e676572ULL, 0);
 }
