@@ -99,17 +99,8 @@ void fs_nn_cpu_linear_backward(float *dinp, float *dw, float *dbias, const float
 FS_VEC_CLONES
 static void layernorm_grad_row(float *dx, float *gw, float *gb, const float *dy, const float *x, const float *w,
                                size_t C, float eps) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t i = 0; i < C; i++) sum += x[i];
-    float mean = sum / (float)C;
-    float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-    for (size_t i = 0; i < C; i++) {
-        float d = x[i] - mean;
-        ss += d * d;
-    }
-    float rstd = 1.0f / sqrtf(ss / (float)C + eps);
+    float mean, rstd;
+    fs_nn_cpu_layernorm_stats(x, C, eps, &mean, &rstd);
     if (gw) {
 #pragma omp simd
         for (size_t i = 0; i < C; i++) gw[i] += dy[i] * ((x[i] - mean) * rstd);
@@ -220,11 +211,6 @@ void fs_nn_cpu_patch_embed_backward(float *dinp, float *dw, float *db, const flo
 }
 
 /* about 2 MB of im2col rows of width K */
-static size_t conv_chunk(size_t K) {
-    size_t chunk = (2u << 20) / ((K ? K : 1) * sizeof(float));
-    return chunk < 16 ? 16 : chunk;
-}
-
 /* Shapes as the forward: inp[B, H, W, Cin], w[Cout, Cin, 3, 3], dout[B, H, W, Cout].
  * dinp is the 3x3 convolution of dout with the flipped, transposed kernel
  * w'[ci, co, ky, kx] = w[co, ci, 2-ky, 2-kx] (padding 1 again), computed as
@@ -242,22 +228,11 @@ void fs_nn_cpu_conv3x3_backward(float *dinp, float *dw, const float *dout, const
         for (size_t co = 0; co < Cout; co++)
             for (size_t ci = 0; ci < Cin; ci++)
                 for (size_t k = 0; k < 9; k++) wf[ci * K + k * Cout + co] = w[(co * Cin + ci) * 9 + (8 - k)];
-        size_t chunk = conv_chunk(K), nchunks = (M + chunk - 1) / chunk;
-#pragma omp parallel
-        {
-            float *col = fs_nn_cpu_alloc(chunk * K * sizeof(float), "conv3x3 backward columns");
-#pragma omp for schedule(dynamic, 1)
-            for (size_t c = 0; c < nchunks; c++) {
-                size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-                fs_nn_cpu_im2col3x3(col, dout, m0, m1, H, W, Cout);
-                fs_nn_cpu_gemm_serial(1, m1 - m0, Cin, K, 1.0f, col, K, wf, K, 1.0f, dinp + m0 * Cin, Cin);
-            }
-            free(col);
-        }
+        fs_nn_cpu_conv3x3_gemm(dinp, dout, wf, M, H, W, Cout, Cin, 1.0f);
         free(wf);
     }
     if (dw) {
-        size_t K = 9 * Cin, chunk = conv_chunk(K), nchunks = (M + chunk - 1) / chunk;
+        size_t K = 9 * Cin, chunk = fs_nn_cpu_conv_chunk(K), nchunks = (M + chunk - 1) / chunk;
         int nt = omp_get_max_threads();
         if ((size_t)nt > nchunks) nt = (int)nchunks;
         /* per thread: gw[Cout, (k, ci)] in the forward's reordered layout */

@@ -10,6 +10,7 @@
 #ifndef FS_NN_CPU_H
 #define FS_NN_CPU_H
 
+#include <math.h>
 #include <stddef.h>
 
 /* Makes OpenBLAS single-threaded, once per process. */
@@ -89,8 +90,34 @@ void fs_nn_cpu_conv_transpose2x2_backward(float *dinp, float *dw, float *db, con
 void fs_nn_cpu_resize_bilinear_backward(float *dinp, const float *dout, size_t N, size_t Hi, size_t Wi, size_t Ho,
                                         size_t Wo);
 
+/* A LayerNorm row's mean and 1 / sqrt(biased variance + eps), two passes in
+ * float: the forward and the backward (which recomputes them) share it, so
+ * they normalise alike. */
+static inline void fs_nn_cpu_layernorm_stats(const float *x, size_t C, float eps, float *mean, float *rstd) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t i = 0; i < C; i++) sum += x[i];
+    float m = sum / (float)C;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (size_t i = 0; i < C; i++) {
+        float d = x[i] - m;
+        ss += d * d;
+    }
+    *mean = m;
+    *rstd = 1.0f / sqrtf(ss / (float)C + eps);
+}
+
 /* The 3x3, padding-1 im2col of channels-last rows m0..m1 (gemm.c). */
 void fs_nn_cpu_im2col3x3(float *col, const float *src, size_t m0, size_t m1, size_t H, size_t W, size_t Cc);
+/* Rows of im2col columns per chunk for K = 9 * channels (about 2 MB). */
+size_t fs_nn_cpu_conv_chunk(size_t K);
+/* A 3x3 padding-1 convolution as chunked im2col products (threaded):
+ * out[M, N] = beta * out + im2col(in)[M, 9 Cc] @ wm[N, 9 Cc]^T, with in[B, H,
+ * W, Cc] channels-last (M = B H W) and wm's columns in (ky, kx, c) order. The
+ * forward, and the backward's input gradient with the flipped kernel. */
+void fs_nn_cpu_conv3x3_gemm(float *out, const float *in, const float *wm, size_t M, size_t H, size_t W, size_t Cc,
+                            size_t N, float beta);
 
 /* One axis of the bilinear resize's sources and weights (pointwise.c). */
 void fs_nn_cpu_resize_axis(size_t in, size_t outn, size_t *i0, size_t *i1, float *l1);

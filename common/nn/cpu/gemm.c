@@ -127,6 +127,27 @@ void fs_nn_cpu_im2col3x3(float *col, const float *src, size_t m0, size_t m1, siz
     }
 }
 
+size_t fs_nn_cpu_conv_chunk(size_t K) {
+    size_t chunk = (2u << 20) / ((K ? K : 1) * sizeof(float)); /* about 2 MB of columns per chunk */
+    return chunk < 16 ? 16 : chunk;
+}
+
+void fs_nn_cpu_conv3x3_gemm(float *out, const float *in, const float *wm, size_t M, size_t H, size_t W, size_t Cc,
+                            size_t N, float beta) {
+    size_t K = 9 * Cc, chunk = fs_nn_cpu_conv_chunk(K), nchunks = (M + chunk - 1) / chunk;
+#pragma omp parallel
+    {
+        float *col = fs_nn_cpu_alloc(chunk * K * sizeof(float), "conv3x3 columns");
+#pragma omp for schedule(dynamic, 1)
+        for (size_t c = 0; c < nchunks; c++) {
+            size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
+            fs_nn_cpu_im2col3x3(col, in, m0, m1, H, W, Cc);
+            fs_nn_cpu_gemm_serial(1, m1 - m0, N, K, 1.0f, col, K, wm, K, beta, out + m0 * N, N);
+        }
+        free(col);
+    }
+}
+
 void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, size_t B, size_t H, size_t W,
                                size_t Cin, size_t Cout) {
     fs_nn_cpu_init();
@@ -135,20 +156,7 @@ void fs_nn_cpu_conv3x3_forward(float *out, const float *inp, const float *w, siz
     for (size_t co = 0; co < Cout; co++)
         for (size_t ci = 0; ci < Cin; ci++)
             for (size_t k = 0; k < 9; k++) wr[co * K + k * Cin + ci] = w[(co * Cin + ci) * 9 + k];
-    size_t chunk = (2u << 20) / (K * sizeof(float)); /* about 2 MB of columns per chunk */
-    if (chunk < 16) chunk = 16;
-    size_t nchunks = (M + chunk - 1) / chunk;
-#pragma omp parallel
-    {
-        float *col = fs_nn_cpu_alloc(chunk * K * sizeof(float), "conv3x3 columns");
-#pragma omp for schedule(dynamic, 1)
-        for (size_t c = 0; c < nchunks; c++) {
-            size_t m0 = c * chunk, m1 = m0 + chunk < M ? m0 + chunk : M;
-            fs_nn_cpu_im2col3x3(col, inp, m0, m1, H, W, Cin);
-            fs_nn_cpu_gemm_serial(1, m1 - m0, Cout, K, 1.0f, col, K, wr, K, 0.0f, out + m0 * Cout, Cout);
-        }
-        free(col);
-    }
+    fs_nn_cpu_conv3x3_gemm(out, inp, wr, M, H, W, Cin, Cout, 0.0f);
     free(wr);
 }
 

@@ -99,17 +99,8 @@ void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n) {
 
 FS_VEC_CLONES
 static void layernorm_row(float *out, const float *x, const float *w, const float *b, size_t C, float eps) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t i = 0; i < C; i++) sum += x[i];
-    float mean = sum / (float)C;
-    float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-    for (size_t i = 0; i < C; i++) {
-        float d = x[i] - mean;
-        ss += d * d;
-    }
-    float rstd = 1.0f / sqrtf(ss / (float)C + eps);
+    float mean, rstd;
+    fs_nn_cpu_layernorm_stats(x, C, eps, &mean, &rstd);
 #pragma omp simd
     for (size_t i = 0; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
