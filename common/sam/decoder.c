@@ -65,7 +65,12 @@ int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_
     size_t total = 4 * T * D + small + 3 * HW * D + 4 * big + 2 * HW * D + HW * D + nm * (D / 8) + 3 * hid + nm +
                    n * 16 * HW;
     float *sparse = malloc((Ns * D + 1) * sizeof *sparse);
-    float *mem = sparse ? fs_sam_dalloc(m, total, "the mask decoder") : NULL;
+    if (sparse && m->dec_ws_n < total) {
+        fs_sam_mem(m)->free(m->dec_ws);
+        m->dec_ws_n = 0;
+        if ((m->dec_ws = fs_sam_dalloc(m, total, "the mask decoder"))) m->dec_ws_n = total;
+    }
+    float *mem = sparse ? m->dec_ws : NULL;
     if (!mem) {
         free(sparse);
         return sparse ? FS_ERR : fs_error("out of memory for the prompt's tokens");
@@ -161,7 +166,6 @@ int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_
     if (n_out) *n_out = n;
     rc = FS_OK;
 done:
-    fs_sam_mem(m)->free(mem);
     free(sparse);
     return rc;
 }

@@ -32,6 +32,9 @@ static size_t padded_grid(const fs_sam_config *c) {
 void fs_sam_encoder_acts_free(fs_sam *m) {
     fs_sam_mem(m)->free(m->acts.mem);
     memset(&m->acts, 0, sizeof m->acts);
+    fs_sam_mem(m)->free(m->dec_ws);
+    m->dec_ws = NULL;
+    m->dec_ws_n = 0;
 }
 
 /* Sizes the activation arena for batch B (kept when already large enough). */

@@ -17,6 +17,7 @@ void fs_sam_tap_chw(const fs_sam *m, const char *name, const float *x, size_t B,
 
 /* The dense positional encoding pe[g, g, D] (PositionEmbeddingRandom.forward). */
 void fs_sam_dense_pe(const fs_sam *m, float *pe);
+/* Frees the activations and the decoder's workspace (they live where the model does). */
 void fs_sam_encoder_acts_free(fs_sam *m);
 
 /* The backend whose memory holds the model's tensors (a host one when unbound). */

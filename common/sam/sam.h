@@ -58,6 +58,9 @@ typedef struct fs_sam {
     fs_sam_params dp;       /* p's copy in dev's memory (fields point into dp.arena) */
     float *d_image_pe;
     fs_sam_encoder_acts acts; /* in dev's memory when bound */
+    float *dec_ws;            /* the mask decoder's workspace, kept between calls (a GPU
+                                 allocation per prompt would synchronise the device) */
+    size_t dec_ws_n;
     fs_sam_tap_fn tap;
     void *tap_ctx;
 } fs_sam;
