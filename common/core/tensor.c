@@ -69,6 +69,17 @@ int fs_shape_equal(const fs_tensor *a, const fs_tensor *b) {
     return 1;
 }
 
+void fs_byteswap(void *p, size_t n, size_t esize) {
+    unsigned char *e = p;
+    if (esize < 2) return;
+    for (size_t i = 0; i < n; i++, e += esize)
+        for (size_t a = 0, b = esize - 1; a < b; a++, b--) {
+            unsigned char t = e[a];
+            e[a] = e[b];
+            e[b] = t;
+        }
+}
+
 float fs_half_to_float(uint16_t h) {
     int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
     float v;

@@ -41,6 +41,10 @@ void fs_tensor_set(fs_tensor *t, size_t i, double v);
 /* New tensor of dtype `to` with the same shape and converted values. */
 int fs_tensor_convert(fs_tensor *out, const fs_tensor *in, fs_dtype to);
 
+/* Reverses the bytes of each of the n esize-byte elements at p: data
+ * written on a machine of the other byte order. */
+void fs_byteswap(void *p, size_t n, size_t esize);
+
 float fs_half_to_float(uint16_t h);
 float fs_bf16_to_float(uint16_t h);
 

@@ -220,16 +220,6 @@ static void gather(unsigned char *dst, const unsigned char *src, size_t esize, i
     }
 }
 
-static void byteswap(unsigned char *p, size_t n, size_t esize) {
-    if (esize < 2) return;
-    for (size_t i = 0; i < n; i++, p += esize)
-        for (size_t a = 0, b = esize - 1; a < b; a++, b--) {
-            unsigned char t = p[a];
-            p[a] = p[b];
-            p[b] = t;
-        }
-}
-
 /* Tensor i's numel elements, row-major, in its stored dtype, into dst. */
 static int read_raw(fs_ckpt *c, const fs_ckpt_item *it, void *dst, size_t numel) {
     if (numel == 0) return FS_OK;
@@ -258,7 +248,7 @@ static int read_raw(fs_ckpt *c, const fs_ckpt_item *it, void *dst, size_t numel)
         if (!rc) gather(dst, buf, esize, it->e.ndim, it->e.shape, it->stride);
         free(buf);
     }
-    if (!rc && c->swap) byteswap(dst, numel, esize);
+    if (!rc && c->swap) fs_byteswap(dst, numel, esize);
     return rc;
 }
 

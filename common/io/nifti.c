@@ -40,45 +40,16 @@ typedef struct {
 
 /* ---- byte-order helpers ------------------------------------------------ */
 
-static void swap_bytes(void *p, size_t n) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned char t = b[i];
-        b[i] = b[n - 1 - i];
-        b[n - 1 - i] = t;
-    }
+/* The n-byte field at h + off into v, in our byte order. */
+static void get_raw(void *v, const unsigned char *h, size_t off, size_t n, int swap) {
+    memcpy(v, h + off, n);
+    if (swap) fs_byteswap(v, 1, n);
 }
-
-static int16_t get_i16(const unsigned char *h, size_t off, int swap) {
-    int16_t v;
-    memcpy(&v, h + off, 2);
-    if (swap) swap_bytes(&v, 2);
-    return v;
-}
-static int32_t get_i32(const unsigned char *h, size_t off, int swap) {
-    int32_t v;
-    memcpy(&v, h + off, 4);
-    if (swap) swap_bytes(&v, 4);
-    return v;
-}
-static int64_t get_i64(const unsigned char *h, size_t off, int swap) {
-    int64_t v;
-    memcpy(&v, h + off, 8);
-    if (swap) swap_bytes(&v, 8);
-    return v;
-}
-static double get_f32(const unsigned char *h, size_t off, int swap) {
-    float v;
-    memcpy(&v, h + off, 4);
-    if (swap) swap_bytes(&v, 4);
-    return v;
-}
-static double get_f64(const unsigned char *h, size_t off, int swap) {
-    double v;
-    memcpy(&v, h + off, 8);
-    if (swap) swap_bytes(&v, 8);
-    return v;
-}
+static int16_t get_i16(const unsigned char *h, size_t off, int s) { int16_t v; get_raw(&v, h, off, 2, s); return v; }
+static int32_t get_i32(const unsigned char *h, size_t off, int s) { int32_t v; get_raw(&v, h, off, 4, s); return v; }
+static int64_t get_i64(const unsigned char *h, size_t off, int s) { int64_t v; get_raw(&v, h, off, 8, s); return v; }
+static double get_f32(const unsigned char *h, size_t off, int s) { float v; get_raw(&v, h, off, 4, s); return v; }
+static double get_f64(const unsigned char *h, size_t off, int s) { double v; get_raw(&v, h, off, 8, s); return v; }
 
 static void put_i16(unsigned char *h, size_t off, int v) { int16_t x = (int16_t)v; memcpy(h + off, &x, 2); }
 static void put_i32(unsigned char *h, size_t off, int v) { int32_t x = v; memcpy(h + off, &x, 4); }
@@ -304,8 +275,7 @@ static int read_voxels(const char *path, gzFile gz, const nii_hdr *hdr, fs_dtype
                           (unsigned long long)(done * elsize + (size_t)r));
             break;
         }
-        if (hdr->swap && elsize > 1)
-            for (size_t i = 0; i < cnt; i++) swap_bytes(chunk + i * elsize, elsize);
+        if (hdr->swap) fs_byteswap(chunk, cnt, elsize);
         convert_chunk(dt, chunk, cnt, slope, inter, dst + done);
         done += cnt;
     }
@@ -340,7 +310,7 @@ int fs_nifti_read(const char *path, fs_volume *vol) {
     int32_t sz;
     memcpy(&sz, h, 4);
     int32_t szs = sz;
-    swap_bytes(&szs, 4);
+    fs_byteswap(&szs, 1, 4);
     if (sz == NII1_HDR || szs == NII1_HDR) hdr.version = 1;
     else if (sz == NII2_HDR || szs == NII2_HDR) hdr.version = 2;
     else { fs_error("cannot read '%s': not a NIfTI file (bad header size %d)", path, (int)sz); goto done; }

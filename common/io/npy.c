@@ -111,15 +111,6 @@ static int parse_descr(const char *d, const char *what, fs_dtype *dtype, int *sw
     return fs_error("%s: unsupported .npy dtype '%s' (numeric dtypes only)", what, d);
 }
 
-static void byteswap(unsigned char *p, size_t n, size_t esize) {
-    for (size_t i = 0; i < n; i++, p += esize)
-        for (size_t a = 0, b = esize - 1; a < b; a++, b--) {
-            unsigned char t = p[a];
-            p[a] = p[b];
-            p[b] = t;
-        }
-}
-
 /* Column-major src into row-major dst. */
 static void fortran_to_c(unsigned char *dst, const unsigned char *src, int ndim, const size_t *shape, size_t esize) {
     size_t fstride[FS_MAX_DIMS], idx[FS_MAX_DIMS] = {0}, numel = 1;
@@ -199,7 +190,7 @@ int fs_npy_parse(const unsigned char *buf, size_t n, const char *what, fs_tensor
     const unsigned char *src = buf + hstart + hlen;
     if (fortran && ndim > 1) fortran_to_c(out->data, src, ndim, shape, esize);
     else if (bytes) memcpy(out->data, src, bytes);
-    if (swap) byteswap(out->data, bytes / esize, esize);
+    if (swap) fs_byteswap(out->data, bytes / esize, esize);
     if (descr[1] == 'b') { /* numpy bools are 0/1 bytes; anything else is normalised */
         unsigned char *p = out->data;
         for (size_t i = 0; i < bytes; i++) p[i] = p[i] != 0;

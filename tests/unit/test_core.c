@@ -41,6 +41,17 @@ static void half_floats(void) {
     CHECK(fs_bf16_to_float(0x3f80) == 1.0f);
 }
 
+static void byteswap_elements(void) {
+    uint16_t h[3] = {0x0102, 0x0304, 0x0506};
+    fs_byteswap(h, 3, 2);
+    CHECK(h[0] == 0x0201 && h[1] == 0x0403 && h[2] == 0x0605);
+    unsigned char b[8] = {1, 2, 3, 4, 5, 6, 7, 8}, want[8] = {8, 7, 6, 5, 4, 3, 2, 1};
+    fs_byteswap(b, 1, 8);
+    CHECK(!memcmp(b, want, 8));
+    fs_byteswap(b, 8, 1); /* single bytes have no order */
+    CHECK(!memcmp(b, want, 8));
+}
+
 static void rng_is_counter_based(void) {
     fs_rng a, b;
     fs_rng_init(&a, 42, 7);
@@ -117,6 +128,7 @@ int main(void) {
     RUN(tensor_alloc_and_convert);
     RUN(tensor_refuses_overflowing_shape);
     RUN(half_floats);
+    RUN(byteswap_elements);
     RUN(rng_is_counter_based);
     RUN(atomic_file_commit_and_abort);
     RUN(errno_messages_name_the_file);
