@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_impl.h"
 #include "io/pickle.h"
@@ -26,11 +27,7 @@ typedef struct {
     size_t mask;
 } strmap;
 
-static size_t str_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return (size_t)h;
-}
+static size_t str_hash(const char *s) { return (size_t)fs_fnv1a(FS_FNV_OFFSET, s, strlen(s)); }
 
 static int strmap_init(strmap *m, size_t n) {
     size_t cap = 16;
