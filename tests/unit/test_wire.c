@@ -19,6 +19,8 @@
 #include <zmq.h>
 
 #include "core/error.h"
+#include "core/fsutil.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/sample.h"
@@ -57,24 +59,18 @@ static int fake_make(void *vctx, uint64_t index, fs_sample *out) {
     return FS_OK;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
-
 static uint64_t sample_hash(const fs_sample *s) {
-    uint64_t h = 14695981039346656037ULL;
-    h = fnv(h, &s->index, sizeof s->index);
-    h = fnv(h, &s->h, sizeof s->h);
-    h = fnv(h, &s->w, sizeof s->w);
-    h = fnv(h, s->image, s->h * s->w * sizeof(float));
-    h = fnv(h, s->label, s->h * s->w);
-    h = fnv(h, &s->n_objects, sizeof s->n_objects);
+    uint64_t h = FS_FNV_OFFSET;
+    h = fs_fnv1a(h, &s->index, sizeof s->index);
+    h = fs_fnv1a(h, &s->h, sizeof s->h);
+    h = fs_fnv1a(h, &s->w, sizeof s->w);
+    h = fs_fnv1a(h, s->image, s->h * s->w * sizeof(float));
+    h = fs_fnv1a(h, s->label, s->h * s->w);
+    h = fs_fnv1a(h, &s->n_objects, sizeof s->n_objects);
     for (size_t j = 0; j < s->n_objects; j++) {
-        h = fnv(h, &s->objects[j].cls, 1);
-        h = fnv(h, s->objects[j].point, sizeof s->objects[j].point);
-        h = fnv(h, s->objects[j].box, sizeof s->objects[j].box);
+        h = fs_fnv1a(h, &s->objects[j].cls, 1);
+        h = fs_fnv1a(h, s->objects[j].point, sizeof s->objects[j].point);
+        h = fs_fnv1a(h, s->objects[j].box, sizeof s->objects[j].box);
     }
     return h;
 }
@@ -178,16 +174,11 @@ static long rss_kb(pid_t pid) {
     return kb;
 }
 
+/* The file's text, or "" when it cannot be read. */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc((size_t)n + 1, 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-    fclose(f);
-    return b;
+    unsigned char *b;
+    size_t n;
+    return fs_read_file(path, &b, &n) ? strdup("") : (char *)b;
 }
 
 static int redirect_stderr(const char *path) {
@@ -637,14 +628,15 @@ static void chaos_step(uint64_t i, void *arg) {
     if (c->resume_at && i == c->resume_at) kill(c->pids[0], SIGCONT);
 }
 
-static void chaos_run(int sig, uint64_t resume_at, fs_stream_stats *st, int *ok) {
+/* 240 samples from 3 workers while worker 0 gets sig at sample 40 (and
+ * SIGCONT at resume_at when non-zero); FS_ERR names what went wrong. */
+static int chaos_run(int sig, uint64_t resume_at, fs_stream_stats *st) {
     enum { N = 240 };
     const char *ep = endpoint(sig == SIGKILL ? "kill" : "stop");
     fs_stream_settings set;
     fast_settings(&set, 12, N);
     fs_stream *s;
-    *ok = 0;
-    if (fs_stream_open(&s, ep, &set)) return;
+    if (fs_stream_open(&s, ep, &set)) return FS_ERR;
     pid_t pids[3];
     for (int k = 0; k < 3; k++) {
         wopt o = {.endpoint = ep, .seed = 5, .delay_ms = 2, .capacity = 4};
@@ -656,26 +648,15 @@ static void chaos_run(int sig, uint64_t resume_at, fs_stream_stats *st, int *ok)
     fs_stream_get_stats(s, st);
     fs_stream_close(s);
     for (int k = 0; k < 3; k++) wait_exit(pids[k], k == 0 ? 3000 : 5000);
-    if (rc) {
-        printf("  (%s)\n", fs_error_msg());
-        free(h);
-        return;
-    }
-    for (uint64_t i = 0; i < N; i++)
-        if (h[i] != expected_hash(5, i, 32)) {
-            printf("  sample %llu differs\n", (unsigned long long)i);
-            free(h);
-            return;
-        }
+    for (uint64_t i = 0; i < N && !rc; i++)
+        if (h[i] != expected_hash(5, i, 32)) rc = fs_error("sample %llu differs", (unsigned long long)i);
     free(h);
-    *ok = 1;
+    return rc;
 }
 
 static void stream_survives_sigkill(void) {
     fs_stream_stats st;
-    int ok;
-    chaos_run(SIGKILL, 0, &st, &ok);
-    CHECK(ok);
+    CHECKF(chaos_run(SIGKILL, 0, &st) == FS_OK, "%s", fs_error_msg());
     CHECKF(st.peers_dropped >= 1 && st.peers_joined >= 3, "dropped %llu joined %llu",
            (unsigned long long)st.peers_dropped, (unsigned long long)st.peers_joined);
     CHECK(st.max_held <= 12);
@@ -685,9 +666,7 @@ static void stream_drops_hung_worker(void) {
     /* SIGSTOP at sample 40: dropped after the timeout, its indices asked of
      * the others; SIGCONT at 200: it learns it was dropped and joins again */
     fs_stream_stats st;
-    int ok;
-    chaos_run(SIGSTOP, 200, &st, &ok);
-    CHECK(ok);
+    CHECKF(chaos_run(SIGSTOP, 200, &st) == FS_OK, "%s", fs_error_msg());
     CHECKF(st.peers_dropped >= 1 && st.rerequested >= 1, "dropped %llu rerequested %llu",
            (unsigned long long)st.peers_dropped, (unsigned long long)st.rerequested);
     CHECK(st.max_held <= 12);
