@@ -223,10 +223,8 @@ clean-run:
 #                      each of ABLATION_FRACTIONS
 # Every other setting is shared. The rows reuse the zero-shot run's data and
 # zero-shot predictions (symlinks, stamps copied with their times), so the
-# loader and the zero-shot predictor run once. (Were SYNTH unknown to this
-# file, SYNTH=on would change nothing: the table's settings column says so.)
+# loader and the zero-shot predictor run once.
 ABLATION_FRACTIONS ?= 0.005 0.01 0.03
-ABLATION_SYNTH_NOTE := $(if $(filter undefined,$(origin SYNTH)), (no SYNTH in pipeline.mk: exemplars only))
 .PHONY: ablations
 ablations:
 	@[ -n "$(SAM)" ] || { echo "ablations: set SAM=<checkpoint> (the zero-shot row and every fine-tuning need one)" >&2; exit 2; }
@@ -239,7 +237,6 @@ ablations:
 	  cp -p $(RUN)/zero-shot/.settings/loader $(RUN)/zero-shot/.settings/predictor $$dir/.settings/ || exit 1; \
 	  echo "ablations: $$name (SYNTH=$$2 FRACTION=$$3) in $$dir"; \
 	  $(MAKE) --no-print-directory -f pipeline.mk pipeline RUN=$$dir SYNTH=$$2 FRACTION=$$3 || exit 1; \
-	  note=; [ $$2 = off ] || note="$(ABLATION_SYNTH_NOTE)"; \
-	  rows+=("$$name|SYNTH=$$2 FRACTION=$$3$$note|$$dir/scores/scores.json"); \
+	  rows+=("$$name|SYNTH=$$2 FRACTION=$$3|$$dir/scores/scores.json"); \
 	done; \
 	run/ablations-table --out $(RUN) "$${rows[@]}"
