@@ -10,8 +10,8 @@ skip() { echo "skip $1: ${2:-}"; }
 # check NAME CMD...: passes when the command succeeds.
 check() { local n=$1; shift; if "$@" >/dev/null 2>&1; then pass "$n"; else fail "$n" "command failed: $*"; fi; }
 scratch() { local d="$TMP_BASE/$1"; rm -rf "$d"; mkdir -p "$d"; echo "$d"; }
-# expect_error NAME PATTERN CMD...: the command must fail (exit != 0), print
-# exactly one line on stderr matching PATTERN.
+# expect_error NAME PATTERN CMD...: the command must fail (exit != 0) with
+# stderr matching PATTERN.
 expect_error() {
   local n=$1 pat=$2; shift 2
   local err rc

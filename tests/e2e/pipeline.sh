@@ -37,10 +37,15 @@ import json,sys; s=json.load(open('$d/run/scores/scores.json'))
 assert s['mean_dsc'] == 1.0, s['mean_dsc']" 2>/dev/null; then pass score_rule_scores_predictions
 else fail score_rule_scores_predictions "$(tail -3 <<<"$out")"; fi
 [ "$ran_again" = "scorer " ] && pass score_reruns_only_scorer || fail score_reruns_only_scorer "ran: $ran_again"
+expect_error device_cuda_without_the_cuda_build "DEVICE=cuda: .*/none/trainer is missing" \
+  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=cuda CUDA_BIN="$d/none" pipeline
+expect_error device_unknown "DEVICE=tpu: expected cpu or cuda" \
+  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=tpu pipeline
 # With a checkpoint: trainer, then the zero-shot and the fine-tuned
 # predictions, each scored; ITERS reruns what training shapes, PROMPT reruns
 # the training (its prompts follow) and both predictions.
 W="$SHARED/golden/tiny.safetensors"
+[ -f "$W" ] || { skip pipeline_with_a_checkpoint "no $W"; finish; }
 T="BATCH=1 TRAIN_BACKEND=ref"
 out=$(mk pipeline SAM="$W" ITERS=3 $T | ran)
 [ "$out" = "exemplar-sampler loader predictor predictor scorer scorer trainer " ] && pass sam_runs_trainer_predictors_and_scorers \
@@ -92,8 +97,4 @@ mk -n pipeline SAM="$W" ITERS=5 DEVICE=cuda CUDA_BIN="$d/cudabin" CUDA_MATH=bf16
 if grep -q "backend=cuda/bf16" "$d/run/.settings/trainer" && grep -q "backend=cuda/bf16" "$d/run/.settings/predictor" \
   && ! grep -q "bf16" "$d/run/.settings/sampler"; then pass cuda_math_is_a_model_setting
 else fail cuda_math_is_a_model_setting "$(cat "$d/run/.settings/trainer")"; fi
-expect_error device_cuda_without_the_cuda_build "DEVICE=cuda: .*/none/trainer is missing" \
-  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=cuda CUDA_BIN="$d/none" pipeline
-expect_error device_unknown "DEVICE=tpu: expected cpu or cuda" \
-  make --no-print-directory -f pipeline.mk BIN="$BIN" RUN="$d/run" DATA=demo DEVICE=tpu pipeline
 finish
