@@ -458,64 +458,6 @@ void fs_noise(float *x, size_t n, double sigma, uint64_t key, uint64_t stream, u
 
 /* ---- distance transform ---- */
 
-/* One column (stride apart) by the lower envelope of parabolas; g, z, v
- * scratch. Input 0 or finite at features, INFINITY elsewhere. */
-static void edt_line(double *f, size_t n, size_t stride, double *g, double *z, int *v) {
-    for (size_t i = 0; i < n; i++) g[i] = f[i * stride];
-    long k = -1;
-    for (long q = 0; q < (long)n; q++) {
-        if (isinf(g[q])) continue;
-        double s = 0;
-        while (k >= 0) {
-            long p = v[k];
-            s = ((g[q] + (double)(q * q)) - (g[p] + (double)(p * p))) / (2.0 * (double)(q - p));
-            if (s <= z[k]) k--;
-            else break;
-        }
-        if (k < 0) {
-            k = 0;
-            v[0] = (int)q;
-            z[0] = -INFINITY;
-        } else {
-            k++;
-            v[k] = (int)q;
-            z[k] = s;
-        }
-        z[k + 1] = INFINITY;
-    }
-    if (k < 0) {
-        for (size_t i = 0; i < n; i++) f[i * stride] = INFINITY;
-        return;
-    }
-    k = 0;
-    for (long q = 0; q < (long)n; q++) {
-        while (z[k + 1] < (double)q) k++;
-        double dq = (double)(q - v[k]);
-        f[q * stride] = dq * dq + g[v[k]];
-    }
-}
-
-/* Along a row of 0 / INFINITY values the squared distance is that of the
- * nearest 0 on either side: two scans, no envelope needed. */
-static void edt_row_binary(double *f, size_t n) {
-    double d = INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        d = f[i] == 0 ? 0 : d + 1;
-        f[i] = d;
-    }
-    d = INFINITY;
-    for (size_t i = n; i-- > 0;) {
-        d = f[i] == 0 ? 0 : d + 1;
-        if (d < f[i]) f[i] = d;
-    }
-    for (size_t i = 0; i < n; i++) f[i] *= f[i];
-}
-
-void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *idx) {
-    for (size_t r = 0; r < h; r++) edt_row_binary(f + r * w, w);
-    for (size_t c = 0; c < w; c++) edt_line(f + c, h, w, line, env, idx);
-}
-
 /* Meijster's separator: the first column at which the parabola of column
  * u lies below that of column i < u (floor division). */
 static inline int32_t edt_sep(int32_t i, int32_t u, const int32_t *f) {

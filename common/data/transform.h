@@ -74,17 +74,12 @@ void fs_intensity_noise(float *x, size_t n, double contrast, double pivot, doubl
 void fs_intensity(float *x, size_t n, double contrast, double pivot, double brightness, double gamma);
 void fs_noise(float *x, size_t n, double sigma, uint64_t key, uint64_t stream, uint64_t counter0);
 
-/* Exact squared Euclidean distance transform of f[h, w] in place (0 at
- * feature pixels, INFINITY elsewhere), Felzenszwalb and Huttenlocher's
- * lower envelope along rows then columns. Scratch: line of max(h, w)
- * doubles, env of max(h, w) + 1 doubles, idx of max(h, w) ints. */
-void fs_edt2_sq(double *f, size_t h, size_t w, double *line, double *env, int *idx);
-
-/* The same distances for a mask, in integers and cache order: d[r, c] is
- * the squared distance from pixel (r, c) of mask[h, w] (row stride ms) to
- * the nearest pixel where the mask is 0 (so 0 there), or FS_EDT_NONE
- * everywhere when the mask has no 0 at all. Equal to fs_edt2_sq on
- * (mask ? INFINITY : 0), its reference twin. The column distances are
+/* Exact squared Euclidean distance transform of a mask, in integers and
+ * cache order: d[r, c] is the squared distance from pixel (r, c) of
+ * mask[h, w] (row stride ms) to the nearest pixel where the mask is 0 (so 0
+ * there), or FS_EDT_NONE everywhere when the mask has no 0 at all. Equal to
+ * fs_metrics_edt_sq (data/metrics.h) on (mask ? INFINITY : 0) with shape
+ * {1, h, w} and unit spacing, its reference twin. The column distances are
  * found four columns at a time walking down the rows, then Meijster,
  * Roerdink and Hesselink's integer lower envelope runs along each row.
  * d: h * w values; scratch: 3 * w values; sides up to 8192. */

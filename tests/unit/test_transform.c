@@ -4,8 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/rng.h"
+#include "data/metrics.h"
 #include "data/transform.h"
+
+/* The reference: fs_metrics_edt_sq over one slice with unit spacing, on
+ * f[h, w] = (mask ? INFINITY : 0). */
+static int reference_edt(const uint8_t *mask, size_t h, size_t w, size_t ms, double *f) {
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) f[y * w + x] = mask[y * ms + x] ? INFINITY : 0;
+    const size_t shape[3] = {1, h, w};
+    const double unit[3] = {1, 1, 1};
+    return fs_metrics_edt_sq(f, shape, unit);
+}
 
 /* Random masks of several shapes and densities, a row stride wider than
  * the row, and the corner cases (no 0, a single 0, all 0). */
@@ -14,8 +26,7 @@ static void edt_mask_matches_reference(void) {
     fs_rng_init(&r, 7, 0);
     enum { MAX = 70 };
     uint8_t *mask = malloc(MAX * (MAX + 3));
-    double *f = malloc(MAX * MAX * sizeof *f), line[MAX + 1], env[MAX + 2];
-    int idx[MAX + 1];
+    double *f = malloc(MAX * MAX * sizeof *f);
     int32_t *d = malloc(MAX * MAX * sizeof *d), scratch[3 * MAX];
     for (int trial = 0; trial < 400; trial++) {
         const size_t h = 1 + (size_t)(fs_rng_uniform(&r) * MAX), w = 1 + (size_t)(fs_rng_uniform(&r) * MAX);
@@ -27,9 +38,7 @@ static void edt_mask_matches_reference(void) {
             for (size_t i = 0; i < h * ms; i++) mask[i] = 1;
             mask[(size_t)(fs_rng_uniform(&r) * h) * ms + (size_t)(fs_rng_uniform(&r) * w)] = 0;
         }
-        for (size_t y = 0; y < h; y++)
-            for (size_t x = 0; x < w; x++) f[y * w + x] = mask[y * ms + x] ? INFINITY : 0;
-        fs_edt2_sq(f, h, w, line, env, idx);
+        CHECK(reference_edt(mask, h, w, ms, f) == FS_OK);
         fs_edt2_sq_mask(mask, h, w, ms, d, scratch);
         int bad = 0;
         for (size_t i = 0; i < h * w && !bad; i++)
@@ -48,8 +57,7 @@ static void edt_argmax_matches_reference(void) {
     fs_rng_init(&r, 8, 0);
     enum { MAX = 64 };
     uint8_t mask[MAX * (MAX + 2)];
-    double f[MAX * MAX], line[MAX + 1], env[MAX + 2];
-    int idx[MAX + 1];
+    double f[MAX * MAX];
     int32_t d[MAX * MAX], scratch[4 * MAX];
     for (int trial = 0; trial < 600; trial++) {
         const size_t h = 1 + (size_t)(fs_rng_uniform(&r) * MAX), w = 1 + (size_t)(fs_rng_uniform(&r) * MAX);
@@ -71,9 +79,7 @@ static void edt_argmax_matches_reference(void) {
                 }
                 mask[y * ms + x] = v;
             }
-        for (size_t y = 0; y < h; y++)
-            for (size_t x = 0; x < w; x++) f[y * w + x] = mask[y * ms + x] ? INFINITY : 0;
-        fs_edt2_sq(f, h, w, line, env, idx);
+        CHECK(reference_edt(mask, h, w, ms, f) == FS_OK);
         size_t best = 0;
         double bd = -1;
         for (size_t i = 0; i < h * w; i++)
