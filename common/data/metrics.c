@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "data/preprocess.h"
 
 /* Bits of the per-voxel flag buffer over the crop. */
 enum { F_A = 1, F_B = 2, F_SA = 4, F_SB = 8 };
@@ -114,56 +115,6 @@ int fs_metrics_edt_sq(double *f, const size_t shape[3], const double spacing[3])
     return FS_OK;
 }
 
-/* ---- percentile ---- */
-
-/* Moves the k-th smallest value to v[k] with everything before it <= and
- * everything after it >= (quickselect, Hoare partition, median of three). */
-static void select_kth(double *v, size_t n, size_t k) {
-    long lo = 0, hi = (long)n - 1, kk = (long)k;
-    while (hi > lo) {
-        long mid = lo + (hi - lo) / 2;
-        double a = v[lo], b = v[mid], c = v[hi];
-        double piv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        long i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < piv) i++;
-            while (v[j] > piv) j--;
-            if (i <= j) {
-                double t = v[i];
-                v[i] = v[j];
-                v[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (kk <= j) hi = j;
-        else if (kk >= i) lo = i;
-        else return; /* between j and i every value equals the pivot */
-    }
-}
-
-/* numpy's _lerp: a + (b - a) t, taken from the b end for t >= 0.5 so the
- * result is monotonic and exact at t = 1. */
-static double np_lerp(double a, double b, double t) {
-    double diff = b - a;
-    return t >= 0.5 ? b - diff * (1.0 - t) : a + diff * t;
-}
-
-double fs_metrics_percentile(double *v, size_t n, double q) {
-    double idx = (q / 100.0) * (double)(n - 1);
-    size_t lo = (size_t)floor(idx);
-    if (lo >= n - 1) {
-        select_kth(v, n, n - 1);
-        return v[n - 1];
-    }
-    double t = idx - (double)lo;
-    select_kth(v, n, lo);
-    double next = v[lo + 1];
-    for (size_t i = lo + 2; i < n; i++)
-        if (v[i] < next) next = v[i];
-    return np_lerp(v[lo], next, t);
-}
-
 /* ---- HD95 over a crop ---- */
 
 /* Object membership: cls < 0 means any non-zero value. */
@@ -261,7 +212,7 @@ static int hd95_box(const uint8_t *a, int ca, const uint8_t *b, int cb, const si
         seed_features(f, flags, n, F_SA);
         if (fs_metrics_edt_sq(f, cshape, sp)) goto done;
         m += gather(f, flags, n, F_SB, dist + m);
-        *target = fs_metrics_percentile(dist, m, 95.0);
+        *target = fs_percentile_f64(dist, m, 95.0);
     }
     rc = FS_OK;
 done:
@@ -322,22 +273,42 @@ int fs_metrics_hd95(const uint8_t *a, const uint8_t *b, const size_t shape[3], c
     return hd95_box(a, -1, b, -1, shape, &ba, spacing, out, NULL);
 }
 
-/* Per-class voxel counts and bounding boxes of one case in a single pass. */
+/* Per-class voxel counts (prediction, truth, both) and bounding boxes. */
 typedef struct {
     size_t np, nt, ni;
     box3 bp, bt;
 } class_stats;
 
+static void stats_empty(class_stats *s) {
+    memset(s, 0, sizeof *s);
+    box_empty(&s->bp);
+    box_empty(&s->bt);
+}
+
+/* The scores of class cls from its stats, with the empty-mask convention. */
+static int class_scores(const uint8_t *pred, const uint8_t *truth, const size_t shape[3], const double spacing[3],
+                        unsigned cls, const class_stats *s, fs_class_scores *o) {
+    memset(o, 0, sizeof *o);
+    o->n_pred = s->np;
+    o->n_truth = s->nt;
+    if (!s->np) return FS_OK; /* DSC 0, HD95 0 */
+    if (!s->nt) {
+        o->dsc = 1.0;
+        return FS_OK;
+    }
+    o->dsc = 2.0 * (double)s->ni / (double)(s->np + s->nt);
+    box3 bb = s->bp;
+    box_union(&bb, &s->bt);
+    return hd95_box(pred, (int)cls, truth, (int)cls, shape, &bb, spacing, &o->hd95_mm, &o->hd95_vox);
+}
+
 int fs_metrics_case(const uint8_t *pred, const uint8_t *truth, const size_t shape[3], const double spacing[3],
                     size_t n_classes, fs_class_scores *out) {
     if (check_shape(shape) || check_spacing(spacing)) return FS_ERR;
     if (n_classes < 2 || n_classes > 256) return fs_error("metrics: %zu classes (need 2 to 256)", n_classes);
-    class_stats *st = calloc(n_classes, sizeof *st);
+    class_stats *st = malloc(n_classes * sizeof *st);
     if (!st) return fs_error("metrics: out of memory");
-    for (size_t c = 0; c < n_classes; c++) {
-        box_empty(&st[c].bp);
-        box_empty(&st[c].bt);
-    }
+    for (size_t c = 0; c < n_classes; c++) stats_empty(&st[c]);
     for (size_t z = 0; z < shape[0]; z++)
         for (size_t y = 0; y < shape[1]; y++) {
             size_t row = (z * shape[1] + y) * shape[2];
@@ -356,22 +327,8 @@ int fs_metrics_case(const uint8_t *pred, const uint8_t *truth, const size_t shap
             }
         }
     int rc = FS_OK;
-    for (size_t c = 1; c < n_classes && rc == FS_OK; c++) {
-        class_stats *s = &st[c];
-        fs_class_scores *o = &out[c - 1];
-        memset(o, 0, sizeof *o);
-        o->n_pred = s->np;
-        o->n_truth = s->nt;
-        if (!s->np) continue; /* DSC 0, HD95 0 */
-        if (!s->nt) {
-            o->dsc = 1.0;
-            continue;
-        }
-        o->dsc = 2.0 * (double)s->ni / (double)(s->np + s->nt);
-        box3 bb = s->bp;
-        box_union(&bb, &s->bt);
-        rc = hd95_box(pred, (int)c, truth, (int)c, shape, &bb, spacing, &o->hd95_mm, &o->hd95_vox);
-    }
+    for (size_t c = 1; c < n_classes && rc == FS_OK; c++)
+        rc = class_scores(pred, truth, shape, spacing, (unsigned)c, &st[c], &out[c - 1]);
     free(st);
     return rc;
 }
@@ -380,30 +337,18 @@ int fs_metrics_class(const uint8_t *pred, const uint8_t *truth, const size_t sha
                      unsigned cls, fs_class_scores *out) {
     if (check_shape(shape) || check_spacing(spacing)) return FS_ERR;
     if (cls < 1 || cls > 255) return fs_error("metrics: class %u is not in 1..255", cls);
-    box3 bp, bt;
-    box_empty(&bp);
-    box_empty(&bt);
-    size_t np = 0, nt = 0, ni = 0;
+    class_stats s;
+    stats_empty(&s);
     for (size_t z = 0; z < shape[0]; z++)
         for (size_t y = 0; y < shape[1]; y++)
             for (size_t x = 0; x < shape[2]; x++) {
                 size_t i = (z * shape[1] + y) * shape[2] + x;
                 int p = pred[i] == cls, t = truth[i] == cls;
-                if (p) np++, box_add(&bp, z, y, x);
-                if (t) nt++, box_add(&bt, z, y, x);
-                ni += p & t;
+                if (p) s.np++, box_add(&s.bp, z, y, x);
+                if (t) s.nt++, box_add(&s.bt, z, y, x);
+                s.ni += p & t;
             }
-    memset(out, 0, sizeof *out);
-    out->n_pred = np;
-    out->n_truth = nt;
-    if (!np) return FS_OK;
-    if (!nt) {
-        out->dsc = 1.0;
-        return FS_OK;
-    }
-    out->dsc = 2.0 * (double)ni / (double)(np + nt);
-    box_union(&bp, &bt);
-    return hd95_box(pred, (int)cls, truth, (int)cls, shape, &bp, spacing, &out->hd95_mm, &out->hd95_vox);
+    return class_scores(pred, truth, shape, spacing, cls, &s, out);
 }
 
 /* ---- brute force, for tests ---- */
@@ -428,11 +373,6 @@ static size_t surface_list(const uint8_t *m, const size_t shape[3], size_t *coor
                 k++;
             }
     return k;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int fs_metrics_hd95_naive(const uint8_t *a, const uint8_t *b, const size_t shape[3], const double spacing[3],
@@ -468,11 +408,7 @@ int fs_metrics_hd95_naive(const uint8_t *a, const uint8_t *b, const size_t shape
             d[(dir ? na : 0) + i] = sqrt(best);
         }
     }
-    size_t n = na + nb;
-    qsort(d, n, sizeof *d, cmp_double);
-    double idx = 0.95 * (double)(n - 1);
-    size_t lo = (size_t)floor(idx);
-    *out = lo + 1 < n ? np_lerp(d[lo], d[lo + 1], idx - (double)lo) : d[n - 1];
+    *out = fs_percentile_f64(d, na + nb, 95.0);
     free(ca);
     free(cb);
     free(d);

@@ -70,8 +70,4 @@ int fs_metrics_hd95_naive(const uint8_t *a, const uint8_t *b, const size_t shape
  * feature voxel (INFINITY if there is none). */
 int fs_metrics_edt_sq(double *f, const size_t shape[3], const double spacing[3]);
 
-/* numpy.percentile(v, q) with the default linear interpolation; v (n > 0
- * values) is reordered. */
-double fs_metrics_percentile(double *v, size_t n, double q);
-
 #endif

@@ -8,80 +8,80 @@
 
 /* ---- percentile ---- */
 
-static inline void swapf(float *a, float *b) {
-    float t = *a;
-    *a = *b;
-    *b = t;
-}
-
-static inline float median3(float a, float b, float c) {
-    if (a > b) { float t = a; a = b; b = t; }
-    if (b > c) b = c;
-    return a > b ? a : b;
-}
-
-/* v [n] without NaN: afterwards v[k] is the k-th smallest, everything before
- * it is <= and everything after it >=. Three-way partitions keep runs of
- * equal values (background, saturated voxels) linear; pivots come from
- * pseudo-random positions so sorted or adversarially ordered input does not
- * degrade to quadratic time. */
-static void select_kth(float *v, size_t n, size_t k) {
-    size_t lo = 0, hi = n;
-    uint64_t s = 0x9e3779b97f4a7c15ULL;
-    while (hi - lo > 16) {
-        size_t len = hi - lo;
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        float a = v[lo + (size_t)(s % len)];
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        float b = v[lo + (size_t)(s % len)];
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        float p = median3(a, b, v[lo + (size_t)(s % len)]);
-        /* [lo, lt) < p, [lt, i) == p, [gt, hi) > p */
-        size_t lt = lo, i = lo, gt = hi;
-        while (i < gt) {
-            if (v[i] < p) swapf(&v[lt++], &v[i++]);
-            else if (v[i] > p) swapf(&v[i], &v[--gt]);
-            else i++;
-        }
-        if (k < lt) hi = lt;
-        else if (k >= gt) lo = gt;
-        else return;
+/* One definition for float and double arrays: PERCENTILE(T, sel, name)
+ * defines the quickselect sel and the percentile name over T.
+ *
+ * sel(v [n] without NaN, k): afterwards v[k] is the k-th smallest,
+ * everything before it is <= and everything after it >=. Three-way
+ * partitions keep runs of equal values (background, saturated voxels,
+ * surface distances of 0) linear; pivots come from pseudo-random positions
+ * so sorted or adversarially ordered input does not degrade to quadratic
+ * time.
+ *
+ * name: numpy's virtual index (n - 1) * (q / 100), gamma its fractional
+ * part, clamped to the last element; then numpy's _lerp on an array of T:
+ * the difference is a T, the interpolation double, and from gamma 0.5 on
+ * it works back from b. */
+#define PERCENTILE(T, sel, name)                                                                  \
+    static void sel(T *v, size_t n, size_t k) {                                                   \
+        size_t lo = 0, hi = n;                                                                    \
+        uint64_t s = 0x9e3779b97f4a7c15ULL;                                                       \
+        while (hi - lo > 16) {                                                                    \
+            size_t len = hi - lo;                                                                 \
+            T c[3];                                                                               \
+            for (int j = 0; j < 3; j++) {                                                         \
+                s ^= s << 13, s ^= s >> 7, s ^= s << 17;                                          \
+                c[j] = v[lo + (size_t)(s % len)];                                                 \
+            }                                                                                     \
+            /* the median of the three */                                                         \
+            if (c[0] > c[1]) { T t = c[0]; c[0] = c[1]; c[1] = t; }                               \
+            if (c[1] > c[2]) c[1] = c[2];                                                         \
+            const T p = c[0] > c[1] ? c[0] : c[1];                                                \
+            /* [lo, lt) < p, [lt, i) == p, [gt, hi) > p */                                        \
+            size_t lt = lo, i = lo, gt = hi;                                                      \
+            while (i < gt) {                                                                      \
+                T x = v[i];                                                                       \
+                if (x < p) v[i++] = v[lt], v[lt++] = x;                                           \
+                else if (x > p) v[i] = v[--gt], v[gt] = x;                                        \
+                else i++;                                                                         \
+            }                                                                                     \
+            if (k < lt) hi = lt;                                                                  \
+            else if (k >= gt) lo = gt;                                                            \
+            else return;                                                                          \
+        }                                                                                         \
+        for (size_t i = lo + 1; i < hi; i++) {                                                    \
+            T x = v[i];                                                                           \
+            size_t j = i;                                                                         \
+            while (j > lo && v[j - 1] > x) {                                                      \
+                v[j] = v[j - 1];                                                                  \
+                j--;                                                                              \
+            }                                                                                     \
+            v[j] = x;                                                                             \
+        }                                                                                         \
+    }                                                                                             \
+    double name(T *v, size_t n, double q) {                                                       \
+        if (n == 0 || isnan(q)) return NAN;                                                       \
+        for (size_t i = 0; i < n; i++)                                                            \
+            if (isnan(v[i])) return NAN;                                                          \
+        if (q < 0) q = 0;                                                                         \
+        if (q > 100) q = 100;                                                                     \
+        double vi = (double)(n - 1) * (q / 100.0);                                                \
+        size_t prev = vi >= (double)(n - 1) ? n - 1 : (size_t)floor(vi);                         \
+        double gamma = vi >= (double)(n - 1) ? 0.0 : vi - (double)prev;                           \
+        sel(v, n, prev);                                                                          \
+        T a = v[prev], b = a;                                                                     \
+        if (prev + 1 < n) {                                                                       \
+            b = v[prev + 1];                                                                      \
+            for (size_t i = prev + 2; i < n; i++)                                                 \
+                if (v[i] < b) b = v[i];                                                           \
+        }                                                                                         \
+        T d = b - a;                                                                              \
+        if (gamma >= 0.5) return (double)b - (double)d * (1.0 - gamma);                           \
+        return (double)a + (double)d * gamma;                                                     \
     }
-    for (size_t i = lo + 1; i < hi; i++) {
-        float x = v[i];
-        size_t j = i;
-        while (j > lo && v[j - 1] > x) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = x;
-    }
-}
 
-double fs_percentile(float *v, size_t n, double q) {
-    if (n == 0 || isnan(q)) return NAN;
-    for (size_t i = 0; i < n; i++)
-        if (isnan(v[i])) return NAN;
-    if (q < 0) q = 0;
-    if (q > 100) q = 100;
-    /* numpy: virtual index (n - 1) * (q / 100), gamma its fractional part,
-     * clamped to the last element. */
-    double vi = (double)(n - 1) * (q / 100.0);
-    size_t prev = vi >= (double)(n - 1) ? n - 1 : (size_t)floor(vi);
-    double gamma = vi >= (double)(n - 1) ? 0.0 : vi - (double)prev;
-    select_kth(v, n, prev);
-    float a = v[prev], b = a;
-    if (prev + 1 < n) {
-        b = v[prev + 1];
-        for (size_t i = prev + 2; i < n; i++)
-            if (v[i] < b) b = v[i];
-    }
-    /* numpy's _lerp on a float32 array: the difference is a float32, the
-     * interpolation double, and from gamma 0.5 on it works back from b. */
-    float d = b - a;
-    if (gamma >= 0.5) return (double)b - (double)d * (1.0 - gamma);
-    return (double)a + (double)d * gamma;
-}
+PERCENTILE(float, select_kth_f32, fs_percentile)
+PERCENTILE(double, select_kth_f64, fs_percentile_f64)
 
 /* ---- windowing ---- */
 

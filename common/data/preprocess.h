@@ -21,6 +21,8 @@
  * (n - 1) * q / 100, with numpy's rounding). Reorders v (quickselect, O(n)).
  * NaN when n == 0, when q is NaN, or when v holds a NaN (as numpy). */
 double fs_percentile(float *v, size_t n, double q);
+/* The same over doubles (numpy.percentile of a float64 array). */
+double fs_percentile_f64(double *v, size_t n, double q);
 
 /* x [n] in place: clipped to [lo, hi] and scaled to [0, 1]; NaN -> 0.
  * Requires hi > lo (otherwise every value becomes 0). */

@@ -330,21 +330,6 @@ static void edt_exact(void) {
     free(feat);
 }
 
-/* numpy.percentile(..., 95) values computed by hand. */
-static void percentile_like_numpy(void) {
-    double v1[] = {4, 1, 3, 2};
-    CHECK_NEAR(fs_metrics_percentile(v1, 4, 95), 3.85, 1e-12);
-    double v2[] = {7};
-    CHECK(fs_metrics_percentile(v2, 1, 95) == 7);
-    double v3[21];
-    for (int i = 0; i < 21; i++) v3[i] = (double)((i * 13) % 21); /* 0..20 permuted */
-    CHECK_NEAR(fs_metrics_percentile(v3, 21, 95), 19.0, 1e-12);
-    double v4[] = {5, 5, 5, 0, 0, 5, 5, 5, 5, 5};
-    CHECK(fs_metrics_percentile(v4, 10, 95) == 5);
-    CHECK(fs_metrics_percentile(v4, 10, 0) == 0);
-}
-
-
 /* ---- report ---- */
 
 static const char *const organs[8] = {"aorta", "gallbladder", "left kidney", "right kidney",
@@ -508,7 +493,6 @@ int main(void) {
     RUN(edt_matches_naive_on_random);
     RUN(case_scores_match_per_class);
     RUN(edt_exact);
-    RUN(percentile_like_numpy);
     RUN(report_means_and_reference);
     RUN(report_tables_and_compare);
     RUN(report_rejects_bad_compare);

@@ -32,6 +32,24 @@ static void percentile_matches_numpy_constants(void) {
     CHECK_NEAR(fs_percentile(c, 4, 80), 100000003.2, 1e-6);
 }
 
+/* numpy.percentile(..., 95) values computed by hand. */
+static void percentile_f64_like_numpy(void) {
+    double v1[] = {4, 1, 3, 2};
+    CHECK_NEAR(fs_percentile_f64(v1, 4, 95), 3.85, 1e-12);
+    double v2[] = {7};
+    CHECK(fs_percentile_f64(v2, 1, 95) == 7);
+    double v3[21];
+    for (int i = 0; i < 21; i++) v3[i] = (double)((i * 13) % 21); /* 0..20 permuted */
+    CHECK_NEAR(fs_percentile_f64(v3, 21, 95), 19.0, 1e-12);
+    double v4[] = {5, 5, 5, 0, 0, 5, 5, 5, 5, 5};
+    CHECK(fs_percentile_f64(v4, 10, 95) == 5);
+    CHECK(fs_percentile_f64(v4, 10, 0) == 0);
+    /* the difference in float64, as numpy does it for a float64 array
+     * (the float32 case above gives 11000002.999999987) */
+    double v5[] = {1e8, 3, 1e8 + 8, 2.5};
+    CHECK_NEAR(fs_percentile_f64(v5, 4, 37), 11000002.669999987, 1e-6);
+}
+
 static void percentile_properties(void) {
     enum { N = 1001 };
     static float v[N], w[N];
@@ -326,6 +344,7 @@ static void remap_labels(void) {
 
 int main(void) {
     RUN(percentile_matches_numpy_constants);
+    RUN(percentile_f64_like_numpy);
     RUN(percentile_properties);
     RUN(percentile_vs_numpy_random);
     RUN(window01_clips_and_scales);
