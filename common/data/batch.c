@@ -330,15 +330,7 @@ int fs_batch_add_sample(fs_batch *b, const fs_sam *m, const fs_sample *s, size_t
             set_point(b, it, xy, o->point[0], o->point[1], sx, sy);
         } else {
             double box[4] = {o->box[0], o->box[1], o->box[2], o->box[3]};
-            if (c->box_jitter > 0 && rng) { /* fs_prompt_box's rule */
-                double lim[4] = {(double)w - 1, (double)h - 1, (double)w - 1, (double)h - 1};
-                for (int i = 0; i < 4; i++) {
-                    box[i] += fs_rng_range(rng, -c->box_jitter, c->box_jitter);
-                    box[i] = box[i] < 0 ? 0 : box[i] > lim[i] ? lim[i] : box[i];
-                }
-                if (box[2] < box[0]) { double t = box[0]; box[0] = box[2]; box[2] = t; }
-                if (box[3] < box[1]) { double t = box[1]; box[1] = box[3]; box[3] = t; }
-            }
+            if (c->box_jitter > 0 && rng) fs_prompt_box_jitter(box, h, w, c->box_jitter, rng);
             set_box(b, it, xy, box, sx, sy);
         }
     }

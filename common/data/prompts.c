@@ -53,14 +53,16 @@ int fs_prompt_box(const uint8_t *label, size_t h, size_t w, uint8_t cls, double 
     box[1] = (double)y0;
     box[2] = (double)x1;
     box[3] = (double)y1;
-    if (jitter > 0 && rng) {
-        double lim[4] = {(double)w - 1, (double)h - 1, (double)w - 1, (double)h - 1};
-        for (int i = 0; i < 4; i++) {
-            box[i] += fs_rng_range(rng, -jitter, jitter);
-            box[i] = box[i] < 0 ? 0 : box[i] > lim[i] ? lim[i] : box[i];
-        }
-        if (box[2] < box[0]) { double t = box[0]; box[0] = box[2]; box[2] = t; }
-        if (box[3] < box[1]) { double t = box[1]; box[1] = box[3]; box[3] = t; }
-    }
+    if (jitter > 0 && rng) fs_prompt_box_jitter(box, h, w, jitter, rng);
     return FS_OK;
+}
+
+void fs_prompt_box_jitter(double box[4], size_t h, size_t w, double jitter, fs_rng *rng) {
+    double lim[4] = {(double)w - 1, (double)h - 1, (double)w - 1, (double)h - 1};
+    for (int i = 0; i < 4; i++) {
+        box[i] += fs_rng_range(rng, -jitter, jitter);
+        box[i] = box[i] < 0 ? 0 : box[i] > lim[i] ? lim[i] : box[i];
+    }
+    if (box[2] < box[0]) { double t = box[0]; box[0] = box[2]; box[2] = t; }
+    if (box[3] < box[1]) { double t = box[1]; box[1] = box[3]; box[3] = t; }
 }

@@ -27,4 +27,8 @@ int fs_prompt_point(const uint8_t *label, size_t h, size_t w, uint8_t cls, doubl
 int fs_prompt_box(const uint8_t *label, size_t h, size_t w, uint8_t cls, double jitter, fs_rng *rng,
                   double box[4]);
 
+/* The jitter of fs_prompt_box on a box {x0, y0, x1, y1} of a slice [h, w]
+ * in place: offsets drawn from rng for x0, y0, x1, y1 in that order. */
+void fs_prompt_box_jitter(double box[4], size_t h, size_t w, double jitter, fs_rng *rng);
+
 #endif

@@ -11,6 +11,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/batch.h"
+#include "data/prompts.h"
+#include "data/sample.h"
 #include "data/shard.h"
 #include "nn/nn.h"
 #include "sam/ckpt.h"
@@ -240,6 +242,43 @@ static void boxes_cover_their_object(void) {
     fs_pool_free(&p);
 }
 
+/* A sample whose objects carry their classes' tight boxes is jittered as
+ * the same slice drawn from a pool: the same boxes from the same stream. */
+static void sample_boxes_jitter_as_slices(void) {
+    fs_batch a, b;
+    CHECK(fs_batch_alloc(&a, model, 1, 3) == FS_OK && fs_batch_alloc(&b, model, 1, 3) == FS_OK);
+    fs_batch_config c = {FS_BATCH_BOX, 4.0, 3};
+    fs_sample smp;
+    CHECK(fs_sample_alloc(&smp, H, W) == FS_OK);
+    make_slice(0, smp.image, smp.label);
+    smp.index = 0;
+    smp.n_objects = 0;
+    for (uint8_t cls = 1; cls < 3; cls++) {
+        double box[4];
+        CHECK(fs_prompt_box(smp.label, H, W, cls, 0, NULL, box) == FS_OK);
+        fs_sample_object *o = &smp.objects[smp.n_objects++];
+        o->cls = cls;
+        for (int i = 0; i < 4; i++) o->box[i] = (float)box[i];
+    }
+    fs_rng r1, r2;
+    fs_rng_init(&r1, 21, 0);
+    fs_rng_init(&r2, 21, 0);
+    CHECK(fs_batch_add(&a, model, smp.image, smp.label, H, W, 3, &c, &r1, 0) == FS_OK);
+    CHECK(fs_batch_add_sample(&b, model, &smp, 3, &c, &r2, 0) == FS_OK);
+    CHECK(a.n_items == 2 && b.n_items == 2);
+    CHECK(!memcmp(a.coords, b.coords, 2 * 4 * sizeof(float)));
+    /* and the jitter moved something */
+    const fs_sam_frame *f = &a.frames[0];
+    double tight[4];
+    CHECK(fs_prompt_box(smp.label, H, W, 1, 0, NULL, tight) == FS_OK);
+    int moved = 0;
+    for (int i = 0; i < 4; i++) moved |= fabs(a.coords[i] - tight[i] * f->scale) > 1e-3;
+    CHECK(moved);
+    fs_sample_free(&smp);
+    fs_batch_free(&a);
+    fs_batch_free(&b);
+}
+
 /* ---- the checkpoint ---- */
 
 static void checkpoint_roundtrip_and_apply(void) {
@@ -368,6 +407,7 @@ int main(void) {
     RUN(samples_are_pure_functions);
     RUN(targets_align_with_image_and_padding);
     RUN(boxes_cover_their_object);
+    RUN(sample_boxes_jitter_as_slices);
     RUN(checkpoint_roundtrip_and_apply);
     fs_sam_free(model);
     TEST_EXIT();
