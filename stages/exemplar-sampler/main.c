@@ -101,6 +101,10 @@ int main(int argc, char **argv) {
     }
     if (fs_list_dir(dir, &names, &n_names)) fs_cli_die();
     shard_info *shards = calloc(n_names ? n_names : 1, sizeof *shards);
+    if (!shards) {
+        fs_error("out of memory");
+        fs_cli_die();
+    }
     size_t n_shards = 0, total = 0, cap = 0;
     uint64_t *masks = NULL;
     fs_shard_meta meta = {0};
@@ -130,18 +134,17 @@ int main(int argc, char **argv) {
         if (total + sl.n > cap) {
             cap = 2 * (total + sl.n);
             masks = realloc(masks, cap * sizeof *masks);
+            if (!masks) {
+                fs_error("out of memory for %zu slice masks", cap);
+                fs_cli_die();
+            }
         }
+        /* fs_slices_read has checked every label against the classes (at
+         * most 64), so each is a bit of the mask */
         const uint8_t *lab = sl.label.data;
         for (size_t k = 0; k < sl.n; k++) {
             uint64_t m = 0;
-            for (size_t p = 0; p < sl.h * sl.w; p++) {
-                uint8_t v = lab[k * sl.h * sl.w + p];
-                if (v >= meta.n_classes) {
-                    fs_error("'%s': slice %zu has label %u but the shard declares %zu classes", s->path, k, v, meta.n_classes);
-                    fs_cli_die();
-                }
-                m |= 1ULL << v;
-            }
+            for (size_t p = 0; p < sl.h * sl.w; p++) m |= 1ULL << lab[k * sl.h * sl.w + p];
             masks[total + k] = m & ~1ULL; /* background does not count */
         }
         total += sl.n;
@@ -200,7 +203,7 @@ int main(int argc, char **argv) {
 
     float *rim = malloc(oh * ow * sizeof *rim);
     uint8_t *rlb = malloc(oh * ow);
-    int rc = FS_OK;
+    int rc = rim && rlb ? FS_OK : fs_error("out of memory for a %zux%zu slice", oh, ow);
     size_t e = 0;
     for (size_t s = 0; s < n_shards && rc == FS_OK; s++) {
         if (e >= n_chosen || chosen[e] >= shards[s].first + shards[s].n) continue;
