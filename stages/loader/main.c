@@ -121,7 +121,6 @@ static int write_test(loader *L, const char *id, const fs_volume *image, const f
     v.meta.provenance = L->provenance;
     snprintf(v.case_id, sizeof v.case_id, "%s", id);
     v.image = *image;
-    memcpy(v.image.affine, image->affine, sizeof v.image.affine);
     for (int r = 0; r < 3; r++) v.image.affine[r][3] += image->affine[r][2] * (double)k0;
     v.image.data.shape[0] = nk;
     v.image.data.data = (float *)image->data.data + k0 * nj * ni;
@@ -145,6 +144,10 @@ static char *make_provenance(int argc, char **argv) {
     size_t n = 64;
     for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
     char *s = malloc(n), *p = s;
+    if (!s) {
+        fs_error("out of memory");
+        fs_cli_die();
+    }
     p += sprintf(p, "fewsam loader:");
     for (int i = 1; i < argc; i++) p += sprintf(p, " %s", argv[i]);
     return s;
