@@ -47,6 +47,15 @@ double fs_cli_double(const char *opt, const char *s, double lo, double hi) {
     return v;
 }
 
+void fs_cli_pair(const char *opt, const char *form, const char *s, double lo, double hi, double out[2]) {
+    const char *comma = strchr(s, ',');
+    if (!comma) fs_cli_usage_error("--%s: expected %s, got '%s'", opt, form, s);
+    char a[64];
+    snprintf(a, sizeof a, "%.*s", (int)(comma - s), s);
+    out[0] = fs_cli_double(opt, a, lo, hi);
+    out[1] = fs_cli_double(opt, comma + 1, lo, hi);
+}
+
 long fs_cli_long(const char *opt, const char *s, long lo, long hi) {
     char *end;
     errno = 0;

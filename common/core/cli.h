@@ -21,6 +21,9 @@ void fs_cli_bad_option(int argc, char **argv);
  * malformed or out-of-range input. */
 double fs_cli_double(const char *opt, const char *s, double lo, double hi);
 long fs_cli_long(const char *opt, const char *s, long lo, long hi);
+/* "A,B": two numbers in [lo, hi] into out[0], out[1]; a usage error names
+ * the expected form (e.g. "LO,HI") otherwise. */
+void fs_cli_pair(const char *opt, const char *form, const char *s, double lo, double hi, double out[2]);
 uint64_t fs_cli_u64(const char *opt, const char *s);
 /* Comma-separated integer list ("1,2,3,8") into a malloc'd array. */
 long *fs_cli_long_list(const char *opt, const char *s, size_t *count);

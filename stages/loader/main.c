@@ -153,14 +153,9 @@ static char *make_provenance(int argc, char **argv) {
     return s;
 }
 
-static void parse_pair(const char *opt, const char *s, double *a, double *b) {
-    char *comma = strchr(s, ',');
-    if (!comma) fs_cli_usage_error("--%s: expected LO,HI, got '%s'", opt, s);
-    char lo[64];
-    snprintf(lo, sizeof lo, "%.*s", (int)(comma - s), s);
-    *a = fs_cli_double(opt, lo, -1e9, 1e9);
-    *b = fs_cli_double(opt, comma + 1, -1e9, 1e9);
-    if (*b <= *a) fs_cli_usage_error("--%s: HI must exceed LO in '%s'", opt, s);
+static void parse_pair(const char *opt, const char *s, double r[2]) {
+    fs_cli_pair(opt, "LO,HI", s, -1e9, 1e9, r);
+    if (r[1] <= r[0]) fs_cli_usage_error("--%s: HI must exceed LO in '%s'", opt, s);
 }
 
 int main(int argc, char **argv) {
@@ -192,8 +187,8 @@ int main(int argc, char **argv) {
         case O_CASES: cases = fs_cli_long("cases", optarg, 1, 10000); break;
         case O_SIZE: size = fs_cli_long("size", optarg, 8, 8192); break;
         case O_BLANK: keep_blank = 1; break;
-        case O_PCT: parse_pair("percentiles", optarg, &pct[0], &pct[1]); break;
-        case O_WIN: parse_pair("window", optarg, &win[0], &win[1]); break;
+        case O_PCT: parse_pair("percentiles", optarg, pct); break;
+        case O_WIN: parse_pair("window", optarg, win); break;
         case 'h': fputs(usage, stdout); return FS_EXIT_OK;
         default: fs_cli_bad_option(argc, argv);
         }
@@ -232,7 +227,10 @@ int main(int argc, char **argv) {
     if (fs_split_assign(&L.ds, train_list, test_list, test_fraction, seed, rule, sizeof rule)) fs_cli_die();
     fs_info("%s: %zu cases in '%s'; split: %s", L.ds.meta.dataset, L.ds.n_cases, L.ds.root, rule);
     free(L.ds.meta.provenance);
-    L.ds.meta.provenance = strdup(L.provenance);
+    if (!(L.ds.meta.provenance = strdup(L.provenance))) {
+        fs_error("out of memory");
+        fs_cli_die();
+    }
 
     size_t olen = strlen(out);
     while (olen > 1 && out[olen - 1] == '/') olen--;
@@ -248,6 +246,11 @@ int main(int argc, char **argv) {
     char *train_buf = NULL, *test_buf = NULL;
     size_t train_len = 0, test_len = 0;
     FILE *train_f = open_memstream(&train_buf, &train_len), *test_f = open_memstream(&test_buf, &test_len);
+    if (!train_f || !test_f) {
+        fs_error_errno("cannot write the index of '%s'", out);
+        fs_remove_tree(L.tmp);
+        fs_cli_die();
+    }
     size_t n_train = 0, n_test = 0;
     for (size_t i = 0; i < L.ds.n_cases && rc == FS_OK; i++) {
         fs_case_ref *cr = &L.ds.cases[i];
