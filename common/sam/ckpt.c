@@ -12,6 +12,7 @@
 #include "core/hash.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
+#include "sam/internal.h"
 
 /* ---- metadata ---- */
 
@@ -105,14 +106,8 @@ int fs_sam_ckpt_save(const char *path, fs_train *t, const fs_sam *m, uint64_t fp
         fs_sam_ckpt_meta_set(meta, "lora_scale", "%.9g", (double)l->cfg.scale) ||
         fs_sam_ckpt_meta_set(meta, "lora_targets", "%s",
                              fs_sam_ckpt_targets_str(l->cfg.targets, targets, sizeof targets)) ||
-        fs_sam_ckpt_meta_set(meta, "decoder", "%s",
-                             fs_train_get_config(t)->decoder == FS_TRAIN_DECODER_FULL   ? "full"
-                             : fs_train_get_config(t)->decoder == FS_TRAIN_DECODER_LORA ? "lora"
-                                                                                        : "frozen") ||
-        fs_sam_ckpt_meta_set(meta, "encoder", "%s",
-                             fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FULL     ? "full"
-                             : fs_train_get_config(t)->encoder == FS_TRAIN_ENCODER_FROZEN ? "frozen"
-                                                                                          : "lora") ||
+        fs_sam_ckpt_meta_set(meta, "decoder", "%s", fs_train_decoder_mode_name(fs_train_get_config(t)->decoder)) ||
+        fs_sam_ckpt_meta_set(meta, "encoder", "%s", fs_train_encoder_mode_name(fs_train_get_config(t)->encoder)) ||
         fs_sam_ckpt_meta_set(meta, "base_fingerprint", "%016" PRIx64, fp)) {
         fs_error_wrap("cannot write '%s'", path);
         goto out;
@@ -192,10 +187,8 @@ static int read_info(fs_ckpt *ck, const char *path, fs_sam_ckpt_info *info) {
     info->lora.scale = strtof(v[6], &end);
     if (*end || !*v[6]) return fs_error("'%s': checkpoint metadata 'lora_scale' is '%s', not a number", path, v[6]);
     if (fs_lora_parse_targets(v[7], &info->lora.targets)) return fs_error_wrap("'%s'", path);
-    if (!strcmp(v[8], "full")) info->decoder = FS_TRAIN_DECODER_FULL;
-    else if (!strcmp(v[8], "frozen")) info->decoder = FS_TRAIN_DECODER_FROZEN;
-    else if (!strcmp(v[8], "lora")) info->decoder = FS_TRAIN_DECODER_LORA;
-    else return fs_error("'%s': checkpoint metadata 'decoder' is '%s' (full, lora or frozen)", path, v[8]);
+    if (fs_train_decoder_mode_parse(v[8], &info->decoder))
+        return fs_error("'%s': checkpoint metadata 'decoder' is '%s' (full, lora or frozen)", path, v[8]);
     /* the decoder's adapters share the encoder's rank and scale */
     info->lora.decoder = info->decoder == FS_TRAIN_DECODER_LORA;
     errno = 0;
@@ -203,10 +196,9 @@ static int read_info(fs_ckpt *ck, const char *path, fs_sam_ckpt_info *info) {
     if (*end || !*v[9] || errno)
         return fs_error("'%s': checkpoint metadata 'base_fingerprint' is '%s', not a hash", path, v[9]);
     const char *enc = fs_ckpt_meta(ck, "encoder");
-    if (!enc || !strcmp(enc, "lora")) info->encoder = FS_TRAIN_ENCODER_LORA;
-    else if (!strcmp(enc, "full")) info->encoder = FS_TRAIN_ENCODER_FULL;
-    else if (!strcmp(enc, "frozen")) info->encoder = FS_TRAIN_ENCODER_FROZEN;
-    else return fs_error("'%s': checkpoint metadata 'encoder' is '%s' (lora, full or frozen)", path, enc);
+    info->encoder = FS_TRAIN_ENCODER_LORA;
+    if (enc && fs_train_encoder_mode_parse(enc, &info->encoder))
+        return fs_error("'%s': checkpoint metadata 'encoder' is '%s' (lora, full or frozen)", path, enc);
     return FS_OK;
 }
 
@@ -312,8 +304,8 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
             continue;
         }
         k = fs_sam_table_find(&m->p.table, name);
-        int dec = !strncmp(name, "mask_decoder.", 13);
-        if (k < 0 || (!dec && !enc_full)) {
+        int dec = fs_sam_is_decoder_tensor(name);
+        if (k < 0 || !(dec || (enc_full && fs_sam_is_encoder_tensor(name)))) {
             rc = fs_error("'%s': unexpected tensor '%s' (neither a LoRA adapter of its configuration nor a mask "
                           "decoder weight)",
                           path, name);
@@ -326,23 +318,20 @@ int fs_sam_ckpt_apply(const char *path, fs_sam *m, fs_sam_ckpt_info *out_info) {
     }
     if (rc == FS_OK && n_lora != lora.table.n)
         rc = fs_error("'%s': %zu of the %zu LoRA tensors its configuration has", path, n_lora, lora.table.n);
-    if (rc == FS_OK && info.decoder == FS_TRAIN_DECODER_FULL) {
-        size_t want = 0;
-        for (size_t i = 0; i < m->p.table.n; i++) want += !strncmp(m->p.table.v[i].name, "mask_decoder.", 13);
-        if (n_dec != want) rc = fs_error("'%s': %zu of the %zu mask decoder tensors", path, n_dec, want);
+    size_t want_dec = 0, want_enc = 0;
+    for (size_t i = 0; i < m->p.table.n; i++) {
+        want_dec += fs_sam_is_decoder_tensor(m->p.table.v[i].name);
+        want_enc += fs_sam_is_encoder_tensor(m->p.table.v[i].name);
     }
-    if (rc == FS_OK && enc_full) {
-        size_t want = 0;
-        for (size_t i = 0; i < m->p.table.n; i++) {
-            const char *nm = m->p.table.v[i].name;
-            want += !strncmp(nm, "image_encoder.", 14) ||
-                    (!strncmp(nm, "prompt_encoder.", 15) && !strstr(nm, "positional_encoding_gaussian_matrix"));
-        }
-        if (n_enc != want) rc = fs_error("'%s': %zu of the %zu encoder tensors", path, n_enc, want);
-    }
+    if (rc == FS_OK && info.decoder == FS_TRAIN_DECODER_FULL && n_dec != want_dec)
+        rc = fs_error("'%s': %zu of the %zu mask decoder tensors", path, n_dec, want_dec);
+    if (rc == FS_OK && enc_full && n_enc != want_enc)
+        rc = fs_error("'%s': %zu of the %zu encoder tensors", path, n_enc, want_enc);
     /* Only now, with every tensor read, touch the encoder. A failure above
      * may leave decoder tensors half replaced: the caller drops the model. */
     if (rc == FS_OK) fs_lora_merge(&lora, &m->cfg, &m->p);
+    /* p is the host copy: a model bound to a device gets the new weights there too */
+    if (rc == FS_OK && m->dev) rc = fs_sam_bind(m, m->dev);
     if (rc == FS_OK && out_info) *out_info = info;
     fs_lora_free(&lora);
     fs_ckpt_close(ck);

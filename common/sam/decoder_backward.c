@@ -31,6 +31,14 @@ static dec_dims ddims(const fs_train *t, size_t T) {
     return d;
 }
 
+/* An attention tape's projections for up to Nq queries and Nk keys of width I. */
+static void attn_layout(fs_bump *b, fs_train_attn_tape *a, size_t Nq, size_t Nk, size_t I) {
+    a->Q = fs_bump_take(b, Nq * I);
+    a->K = fs_bump_take(b, Nk * I);
+    a->V = fs_bump_take(b, Nk * I);
+    a->O = fs_bump_take(b, Nq * I);
+}
+
 void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
     const fs_sam_config *c = &t->m->cfg;
     fs_train_dec *X = &t->Dt;
@@ -44,37 +52,25 @@ void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
     }
     for (size_t l = 0; l < c->dec_depth; l++) {
         fs_train_layer_tape *L = &X->L[l];
-        L->sa.Q = fs_bump_take(b, T * D);
-        L->sa.K = fs_bump_take(b, T * D);
-        L->sa.V = fs_bump_take(b, T * D);
-        L->sa.O = fs_bump_take(b, T * D);
+        attn_layout(b, &L->sa, T, T, D);
         L->sa_in = fs_bump_take(b, T * D);
         L->r1 = fs_bump_take(b, T * D);
         L->q1 = fs_bump_take(b, T * D);
         L->t2i_q = fs_bump_take(b, T * D);
         L->kpe = fs_bump_take(b, HW * D);
-        L->t2i.Q = fs_bump_take(b, T * I);
-        L->t2i.K = fs_bump_take(b, HW * I);
-        L->t2i.V = fs_bump_take(b, HW * I);
-        L->t2i.O = fs_bump_take(b, T * I);
+        attn_layout(b, &L->t2i, T, HW, I);
         L->r2 = fs_bump_take(b, T * D);
         L->q2 = fs_bump_take(b, T * D);
         L->mh = fs_bump_take(b, T * d.M);
         L->mhr = fs_bump_take(b, T * d.M);
         L->r3 = fs_bump_take(b, T * D);
         L->i2t_k = fs_bump_take(b, T * D);
-        L->i2t.Q = fs_bump_take(b, HW * I);
-        L->i2t.K = fs_bump_take(b, T * I);
-        L->i2t.V = fs_bump_take(b, T * I);
-        L->i2t.O = fs_bump_take(b, HW * I);
+        attn_layout(b, &L->i2t, HW, T, I);
         L->r4 = fs_bump_take(b, HW * D);
     }
     X->f_q = fs_bump_take(b, T * D);
     X->f_kpe = fs_bump_take(b, HW * D);
-    X->fin.Q = fs_bump_take(b, T * I);
-    X->fin.K = fs_bump_take(b, HW * I);
-    X->fin.V = fs_bump_take(b, HW * I);
-    X->fin.O = fs_bump_take(b, T * I);
+    attn_layout(b, &X->fin, T, HW, I);
     X->r5 = fs_bump_take(b, T * D);
     X->hs = fs_bump_take(b, T * D);
     X->u0 = fs_bump_take(b, 4 * HW * d.D4);
@@ -121,7 +117,7 @@ void fs_train_dec_layout(fs_train *t, fs_bump *b, size_t T) {
  * adapters; *g gets its gradients. */
 static const fs_lora_attn *dec_adapter(fs_train *t, size_t a, const fs_lora_attn **g) {
     if (a >= t->lora.n_dec_attn) return *g = NULL;
-    *g = &t->dlgrad[a];
+    *g = &t->lgrad.dec[a];
     return &t->dlora.dec[a];
 }
 
@@ -143,6 +139,17 @@ static void lora_bwd(const fs_nn_ops *ops, fs_train_dec *X, const float *A, cons
     ZERO(X->ldu, M * r);
     ops->linear_backward(X->ldu, dB, NULL, X->lt, X->lu, B, M, r, N);
     ops->linear_backward(din, dA, NULL, X->ldu, in, A, M, K, r);
+}
+
+/* Puts an attention's inputs on its tape: q_in[Nq, D], k_in[Nk, D],
+ * v_in[Nk, D], projected to the inner width I. */
+static void attn_inputs(fs_train_attn_tape *a, float *qin, size_t Nq, float *kin, float *vin, size_t Nk, size_t I) {
+    a->qin = qin;
+    a->kin = kin;
+    a->vin = vin;
+    a->Nq = Nq;
+    a->Nk = Nk;
+    a->I = I;
 }
 
 /* The decoder's Attention on the tape's inputs: out[Nq, D]; la: its
@@ -219,23 +226,13 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
         fs_train_layer_tape *L = &X->L[l];
         const fs_sam_twoway_params *P = &p->layers[l];
         float *q = X->q[l], *k = X->k[l];
-        L->sa.Nq = L->sa.Nk = T;
-        L->sa.I = D;
-        L->t2i.Nq = T;
-        L->t2i.Nk = HW;
-        L->t2i.I = d.I;
-        L->i2t.Nq = HW;
-        L->i2t.Nk = T;
-        L->i2t.I = d.I;
+        la = dec_adapter(t, 3 * l, &lg);
         if (l == 0) { /* skip_first_layer_pe: no residual */
-            L->sa.qin = L->sa.kin = L->sa.vin = q;
-            la = dec_adapter(t, 3 * l, &lg);
+            attn_inputs(&L->sa, q, T, q, q, T, D);
             attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
         } else {
             ops->add(L->sa_in, q, X->qpe, T * D);
-            L->sa.qin = L->sa.kin = L->sa_in;
-            L->sa.vin = q;
-            la = dec_adapter(t, 3 * l, &lg);
+            attn_inputs(&L->sa, L->sa_in, T, L->sa_in, q, T, D);
             attn_fwd(ops, &d, X, &P->self_attn, la, lr, ls, &L->sa, L->r1);
             ops->add(L->r1, q, L->r1, T * D);
         }
@@ -243,9 +240,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
 
         ops->add(L->t2i_q, L->q1, X->qpe, T * D);
         ops->add(L->kpe, k, pos, HW * D);
-        L->t2i.qin = L->t2i_q;
-        L->t2i.kin = L->kpe;
-        L->t2i.vin = k;
+        attn_inputs(&L->t2i, L->t2i_q, T, L->kpe, k, HW, d.I);
         la = dec_adapter(t, 3 * l + 1, &lg);
         attn_fwd(ops, &d, X, &P->cross_t2i, la, lr, ls, &L->t2i, L->r2);
         ops->add(L->r2, L->q1, L->r2, T * D);
@@ -258,9 +253,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
         ops->layernorm_forward(X->q[l + 1], L->r3, P->norm3_w, P->norm3_b, T, D, FS_SAM_EPS_DEC);
 
         ops->add(L->i2t_k, X->q[l + 1], X->qpe, T * D);
-        L->i2t.qin = L->kpe;
-        L->i2t.kin = L->i2t_k;
-        L->i2t.vin = X->q[l + 1];
+        attn_inputs(&L->i2t, L->kpe, HW, L->i2t_k, X->q[l + 1], T, d.I);
         la = dec_adapter(t, 3 * l + 2, &lg);
         attn_fwd(ops, &d, X, &P->cross_i2t, la, lr, ls, &L->i2t, L->r4);
         ops->add(L->r4, k, L->r4, HW * D);
@@ -269,12 +262,7 @@ void fs_train_dec_forward(fs_train *t, const fs_nn_ops *ops, const float *embed,
     size_t nd = c->dec_depth;
     ops->add(X->f_q, X->q[nd], X->qpe, T * D);
     ops->add(X->f_kpe, X->k[nd], pos, HW * D);
-    X->fin.Nq = T;
-    X->fin.Nk = HW;
-    X->fin.I = d.I;
-    X->fin.qin = X->f_q;
-    X->fin.kin = X->f_kpe;
-    X->fin.vin = X->k[nd];
+    attn_inputs(&X->fin, X->f_q, T, X->f_kpe, X->k[nd], HW, d.I);
     la = dec_adapter(t, 3 * nd, &lg);
     attn_fwd(ops, &d, X, &p->final_attn, la, lr, ls, &X->fin, X->r5);
     ops->add(X->r5, X->q[nd], X->r5, T * D);

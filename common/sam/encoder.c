@@ -23,12 +23,6 @@ int fs_sam_preprocess(const fs_sam *m, const float *img, size_t B, size_t h, siz
     return FS_OK;
 }
 
-static size_t padded_grid(const fs_sam_config *c) {
-    size_t g = fs_sam_grid(c), ws = c->window_size;
-    size_t gp = (g + ws - 1) / ws * ws;
-    return gp > g ? gp : g;
-}
-
 void fs_sam_encoder_acts_free(fs_sam *m) {
     fs_sam_mem(m)->free(m->acts.mem);
     memset(&m->acts, 0, sizeof m->acts);
@@ -42,7 +36,7 @@ static int acts_ensure(fs_sam *m, size_t B) {
     fs_sam_encoder_acts *a = &m->acts;
     if (a->mem && a->batch >= B) return FS_OK;
     const fs_sam_config *c = &m->cfg;
-    size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans, S = c->img_size;
+    size_t g = fs_sam_grid(c), gp = fs_sam_padded_grid(c), C = c->embed_dim, D = c->out_chans, S = c->img_size;
     size_t tok = g * g, ptok = gp * gp, dev = m->dev != NULL;
     size_t sizes[] = {B * tok * C, tok * C,    ptok * C,          ptok * 3 * C,  ptok * C,
                       tok * c->mlp_ratio * C, tok * D, tok * D, dev * B * 3 * S * S, dev * B * tok * D};

@@ -13,16 +13,10 @@
 
 #include "sam/train_internal.h"
 
-static size_t padded_grid(const fs_sam_config *c) {
-    size_t g = fs_sam_grid(c), ws = c->window_size;
-    size_t gp = (g + ws - 1) / ws * ws;
-    return gp > g ? gp : g;
-}
-
 void fs_train_enc_layout(fs_train *t, fs_bump *b, size_t cap) {
     const fs_sam_config *c = &t->m->cfg;
     fs_train_enc *E = &t->E;
-    size_t g = fs_sam_grid(c), gp = padded_grid(c), C = c->embed_dim, D = c->out_chans, hid = c->mlp_ratio * C;
+    size_t g = fs_sam_grid(c), gp = fs_sam_padded_grid(c), C = c->embed_dim, D = c->out_chans, hid = c->mlp_ratio * C;
     size_t M = cap * g * g, Mp = cap * gp * gp, r = t->lora.cfg.rank ? t->lora.cfg.rank : 1;
     E->cap = cap;
     for (size_t i = 0; i <= c->depth; i++) E->xs[i] = fs_bump_take(b, M * C);
@@ -175,7 +169,7 @@ void fs_train_enc_forward(fs_train *t, const fs_nn_ops *ops, const float *pre, s
 /* dx[B*g*g, C]: the gradient of block i's output in, of its input out. */
 static void block_bwd(fs_train *t, const fs_nn_ops *ops, size_t i, size_t B) {
     const fs_sam_block_params *bp = &fs_sam_kp(t->m)->blocks[i], *gp = &t->G.blocks[i];
-    const fs_lora_block *lb = &t->dlora.blocks[i], *lg = &t->lgrad[i];
+    const fs_lora_block *lb = &t->dlora.blocks[i], *lg = &t->lgrad.blocks[i];
     fs_train_enc *E = &t->E;
     const fs_train_block_saved *s = &E->saved[i];
     blk_dims d = dims(t, i, B);

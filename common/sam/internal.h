@@ -2,6 +2,8 @@
 #ifndef FS_SAM_INTERNAL_H
 #define FS_SAM_INTERNAL_H
 
+#include <string.h>
+
 #include "sam/sam.h"
 
 /* LayerNorm eps: 1e-6 in the encoder and every LayerNorm2d, torch's default
@@ -15,6 +17,23 @@ void fs_sam_tap(const fs_sam *m, const char *name, const float *data, int ndim, 
 /* Emits a channels-last x[B, H, W, C] as [B, C, H, W]. */
 void fs_sam_tap_chw(const fs_sam *m, const char *name, const float *x, size_t B, size_t H, size_t W, size_t C);
 
+/* The token grid rounded up to whole attention windows (the zero-padded
+ * grid windowed blocks run on). */
+static inline size_t fs_sam_padded_grid(const fs_sam_config *c) {
+    size_t g = fs_sam_grid(c), ws = c->window_size;
+    return (g + ws - 1) / ws * ws;
+}
+
+/* The base tensors a training mode trains in full: the mask decoder's
+ * (decoder full), and the encoders' (encoder full): the image encoder, and
+ * the prompt encoder but for its Gaussian matrix (a buffer, not a
+ * parameter, in the official code). */
+static inline int fs_sam_is_decoder_tensor(const char *name) { return !strncmp(name, "mask_decoder.", 13); }
+static inline int fs_sam_is_encoder_tensor(const char *name) {
+    if (!strncmp(name, "image_encoder.", 14)) return 1;
+    return !strncmp(name, "prompt_encoder.", 15) && !strstr(name, "positional_encoding_gaussian_matrix");
+}
+
 /* The dense positional encoding pe[g, g, D] (PositionEmbeddingRandom.forward). */
 void fs_sam_dense_pe(const fs_sam *m, float *pe);
 /* Frees the activations and the decoder's workspace (they live where the model does). */
@@ -25,6 +44,11 @@ static inline const fs_nn_ops *fs_sam_mem(const fs_sam *m) { return m->dev ? m->
 /* The parameters and positional encoding the kernels read. */
 static inline const fs_sam_params *fs_sam_kp(const fs_sam *m) { return m->dev ? &m->dp : &m->p; }
 static inline const float *fs_sam_kpe(const fs_sam *m) { return m->dev ? m->d_image_pe : m->image_pe; }
+/* The field of q that corresponds to the field of p that e binds: q has p's
+ * layout (the device copy dp, a training state's gradients). */
+static inline float **fs_sam_params_twin(fs_sam_params *q, const fs_sam_params *p, const fs_sam_tensor_info *e) {
+    return (float **)((char *)q + ((const char *)e->slot - (const char *)p));
+}
 /* Binds m where ops runs when it is not there yet (a device backend, or a
  * host backend for a model bound to a device). */
 int fs_sam_ensure_bound(fs_sam *m, const fs_nn_ops *ops);

@@ -77,10 +77,7 @@ int fs_sam_bind(fs_sam *m, const fs_nn_ops *ops) {
     want->upload(pe, m->image_pe, npe * sizeof *pe);
     /* the field that binds a tensor in p binds its copy in dp */
     memset(&m->dp, 0, sizeof m->dp);
-    for (size_t i = 0; i < t->n; i++) {
-        size_t field = (size_t)((char *)t->v[i].slot - (char *)&m->p);
-        *(float **)((char *)&m->dp + field) = arena + t->v[i].offset;
-    }
+    for (size_t i = 0; i < t->n; i++) *fs_sam_params_twin(&m->dp, &m->p, &t->v[i]) = arena + t->v[i].offset;
     m->dp.table = m->p.table; /* shared, owned by p */
     m->dp.arena = arena;
     m->d_image_pe = pe;

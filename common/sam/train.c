@@ -22,15 +22,6 @@ void fs_train_config_default(fs_train_config *c) {
     c->seed = 0;
 }
 
-static int is_decoder(const char *name) { return !strncmp(name, "mask_decoder.", 13); }
-
-/* The image encoder, and the prompt encoder but for its Gaussian matrix
- * (a buffer, not a parameter, in the official code). */
-static int is_encoder(const char *name) {
-    if (!strncmp(name, "image_encoder.", 14)) return 1;
-    return !strncmp(name, "prompt_encoder.", 15) && !strstr(name, "positional_encoding_gaussian_matrix");
-}
-
 /* 0 for a trained tensor that no loss reaches (torch leaves its gradient
  * None): the IoU head (no loss uses the predicted IoU) and the mask
  * downscaling (no mask prompts). */
@@ -38,8 +29,35 @@ static int reached(const char *name) {
     return !strstr(name, "iou_prediction_head") && !strstr(name, "mask_downscaling");
 }
 
-static const char *decoder_mode_name(fs_train_decoder_mode m) {
-    return m == FS_TRAIN_DECODER_FULL ? "full" : m == FS_TRAIN_DECODER_LORA ? "lora" : "frozen";
+static const char *const decoder_modes[] = {[FS_TRAIN_DECODER_FULL] = "full", [FS_TRAIN_DECODER_FROZEN] = "frozen",
+                                            [FS_TRAIN_DECODER_LORA] = "lora"};
+static const char *const encoder_modes[] = {[FS_TRAIN_ENCODER_LORA] = "lora", [FS_TRAIN_ENCODER_FULL] = "full",
+                                            [FS_TRAIN_ENCODER_FROZEN] = "frozen"};
+
+const char *fs_train_decoder_mode_name(fs_train_decoder_mode m) {
+    return (unsigned)m < sizeof decoder_modes / sizeof *decoder_modes ? decoder_modes[m] : "?";
+}
+
+const char *fs_train_encoder_mode_name(fs_train_encoder_mode m) {
+    return (unsigned)m < sizeof encoder_modes / sizeof *encoder_modes ? encoder_modes[m] : "?";
+}
+
+int fs_train_decoder_mode_parse(const char *s, fs_train_decoder_mode *m) {
+    for (size_t i = 0; i < sizeof decoder_modes / sizeof *decoder_modes; i++)
+        if (!strcmp(s, decoder_modes[i])) {
+            *m = (fs_train_decoder_mode)i;
+            return FS_OK;
+        }
+    return fs_error("'%s' is not full, lora or frozen", s);
+}
+
+int fs_train_encoder_mode_parse(const char *s, fs_train_encoder_mode *m) {
+    for (size_t i = 0; i < sizeof encoder_modes / sizeof *encoder_modes; i++)
+        if (!strcmp(s, encoder_modes[i])) {
+            *m = (fs_train_encoder_mode)i;
+            return FS_OK;
+        }
+    return fs_error("'%s' is not lora, full or frozen", s);
 }
 
 void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, size_t *lora, size_t *decoder) {
@@ -49,14 +67,14 @@ void fs_train_count_params(const fs_sam_config *c, const fs_train_config *tc, si
     lc.decoder = tc->decoder == FS_TRAIN_DECODER_LORA;
     if (fs_lora_table_build(&t, c, &lc) == FS_OK) {
         for (size_t i = 0; i < t.n; i++) {
-            if (is_decoder(t.v[i].name)) *decoder += t.v[i].numel;
+            if (fs_sam_is_decoder_tensor(t.v[i].name)) *decoder += t.v[i].numel;
             else *lora += t.v[i].numel;
         }
         fs_sam_table_free(&t);
     }
     if (tc->decoder == FS_TRAIN_DECODER_FULL && fs_sam_table_build(&t, c) == FS_OK) {
         for (size_t i = 0; i < t.n; i++)
-            if (is_decoder(t.v[i].name)) *decoder += t.v[i].numel;
+            if (fs_sam_is_decoder_tensor(t.v[i].name)) *decoder += t.v[i].numel;
         fs_sam_table_free(&t);
     }
 }
@@ -92,6 +110,25 @@ void fs_train_free(fs_train *t) {
     free(t);
 }
 
+/* l's adapters moved to another arena of the same layout: out's pointers
+ * point into arena where l's point into l's (the table is l's). */
+static void lora_view(const fs_lora *l, float *arena, fs_lora *out) {
+    *out = *l;
+#define REBIND(p) ((p) ? arena + ((p) - l->arena) : NULL)
+    for (size_t i = 0; i < FS_SAM_MAX_DEPTH; i++)
+        for (int s = 0; s < FS_LORA_NSLOTS; s++) {
+            out->blocks[i].A[s] = REBIND(l->blocks[i].A[s]);
+            out->blocks[i].B[s] = REBIND(l->blocks[i].B[s]);
+        }
+    for (size_t a = 0; a < FS_LORA_DEC_MAX_ATTN; a++)
+        for (int j = 0; j < FS_LORA_DEC_NPROJ; j++) {
+            out->dec[a].A[j] = REBIND(l->dec[a].A[j]);
+            out->dec[a].B[j] = REBIND(l->dec[a].B[j]);
+        }
+#undef REBIND
+    out->arena = arena;
+}
+
 /* dlora: the adapters in backend memory, bound as lora is. */
 static int lora_to_backend(fs_train *t) {
     const fs_nn_ops *dev = t->m->dev;
@@ -101,19 +138,7 @@ static int lora_to_backend(fs_train *t) {
     float *arena = fs_sam_dalloc(t->m, n ? n : 1, "the LoRA adapters");
     if (!arena) return FS_ERR;
     dev->upload(arena, t->lora.arena, n * sizeof *arena);
-#define REBIND(p) ((p) ? arena + ((p) - t->lora.arena) : NULL)
-    for (size_t i = 0; i < FS_SAM_MAX_DEPTH; i++)
-        for (int s = 0; s < FS_LORA_NSLOTS; s++) {
-            t->dlora.blocks[i].A[s] = REBIND(t->lora.blocks[i].A[s]);
-            t->dlora.blocks[i].B[s] = REBIND(t->lora.blocks[i].B[s]);
-        }
-    for (size_t a = 0; a < FS_LORA_DEC_MAX_ATTN; a++)
-        for (int j = 0; j < FS_LORA_DEC_NPROJ; j++) {
-            t->dlora.dec[a].A[j] = REBIND(t->lora.dec[a].A[j]);
-            t->dlora.dec[a].B[j] = REBIND(t->lora.dec[a].B[j]);
-        }
-#undef REBIND
-    t->dlora.arena = arena;
+    lora_view(&t->lora, arena, &t->dlora);
     return FS_OK;
 }
 
@@ -177,12 +202,12 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         x->param = t->lora.arena + e->offset;
         x->dparam = t->dlora.arena + e->offset;
         x->in_graph = 1;
-        if (is_decoder(e->name)) t->n_dec += e->numel;
+        if (fs_sam_is_decoder_tensor(e->name)) t->n_dec += e->numel;
         else t->n_lora += e->numel;
     }
     for (size_t i = 0; i < pt->n; i++) {
         const fs_sam_tensor_info *e = &pt->v[i];
-        int dec = is_decoder(e->name), enc = is_encoder(e->name);
+        int dec = fs_sam_is_decoder_tensor(e->name), enc = fs_sam_is_encoder_tensor(e->name);
         if (!(dec && tc->decoder == FS_TRAIN_DECODER_FULL) && !(enc && tc->encoder == FS_TRAIN_ENCODER_FULL))
             continue;
         fs_train_tensor *x = &t->t[t->nt++];
@@ -222,25 +247,11 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         off += x->numel;
     }
     /* LoRA gradients mirror the adapters' layout at the start of grads */
-    for (size_t i = 0; i < c->depth; i++)
-        for (int s = 0; s < FS_LORA_NSLOTS; s++)
-            if (t->lora.blocks[i].A[s]) {
-                t->lgrad[i].A[s] = t->grads + (t->lora.blocks[i].A[s] - t->lora.arena);
-                t->lgrad[i].B[s] = t->grads + (t->lora.blocks[i].B[s] - t->lora.arena);
-            }
-    for (size_t a = 0; a < t->lora.n_dec_attn; a++)
-        for (int j = 0; j < FS_LORA_DEC_NPROJ; j++) {
-            t->dlgrad[a].A[j] = t->grads + (t->lora.dec[a].A[j] - t->lora.arena);
-            t->dlgrad[a].B[j] = t->grads + (t->lora.dec[a].B[j] - t->lora.arena);
-        }
+    lora_view(&t->lora, t->grads, &t->lgrad);
     /* base gradients: the fs_sam_params field that binds a tensor in the
      * model binds its gradient in G */
-    for (size_t i = t->lora.table.n; i < t->nt; i++) {
-        long k = fs_sam_table_find(pt, t->t[i].name);
-        float **slot = pt->v[k].slot;
-        size_t field = (size_t)((char *)slot - (char *)&m->p);
-        *(float **)((char *)&t->G + field) = t->t[i].dgrad;
-    }
+    for (size_t i = t->lora.table.n; i < t->nt; i++)
+        *fs_sam_params_twin(&t->G, &m->p, &pt->v[fs_sam_table_find(pt, t->t[i].name)]) = t->t[i].dgrad;
 
     fs_bump b = {NULL, 0};
     fs_train_enc_layout(t, &b, tc->batch);
@@ -256,10 +267,10 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     if (tc->encoder == FS_TRAIN_ENCODER_FULL)
         fs_info("trainable parameters: %zu (image and prompt encoders %zu, in full; mask decoder %zu, %s); "
                 "activations %zu MiB",
-                t->nparams, t->n_enc, t->n_dec, decoder_mode_name(tc->decoder), b.used * sizeof(float) >> 20);
+                t->nparams, t->n_enc, t->n_dec, fs_train_decoder_mode_name(tc->decoder), b.used * sizeof(float) >> 20);
     else
         fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
-                t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec, decoder_mode_name(tc->decoder),
+                t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec, fs_train_decoder_mode_name(tc->decoder),
                 b.used * sizeof(float) >> 20);
     *out = t;
     return FS_OK;

@@ -70,6 +70,14 @@ typedef struct {
 
 void fs_train_config_default(fs_train_config *c);
 
+/* "full", "lora", "frozen": the trainer's --decoder and --encoder words, the
+ * checkpoint's "decoder" and "encoder" metadata. */
+const char *fs_train_decoder_mode_name(fs_train_decoder_mode m);
+const char *fs_train_encoder_mode_name(fs_train_encoder_mode m);
+/* The mode a word names; FS_ERR (the error says what was expected) for another. */
+int fs_train_decoder_mode_parse(const char *s, fs_train_decoder_mode *m);
+int fs_train_encoder_mode_parse(const char *s, fs_train_encoder_mode *m);
+
 /* One trainable tensor: the parameter, its gradient and AdamW moments.
  * param, grad, m and v are host memory; on a device backend they hold what
  * the last fs_train_pull copied out, and fs_train_push copies them back in;
@@ -79,7 +87,7 @@ typedef struct {
     int ndim;
     size_t shape[4];
     size_t numel;
-    float *param; /* in the model's host arena (decoder) or the LoRA arena */
+    float *param; /* in the model's host arena (base tensors) or the LoRA arena */
     float *grad, *m, *v;
     float *dparam, *dgrad, *dm, *dv;
     int in_graph; /* 0 when the loss never reaches it (the IoU head: no loss uses the

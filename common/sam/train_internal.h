@@ -70,7 +70,7 @@ typedef struct {
 } fs_train_dec;
 
 /* Memory: grads, moments, acts and Dt.mem are in the model's backend memory
- * (fs_sam_mem); so are dlora and G. On a device, hgrads and hmoments are
+ * (fs_sam_mem); so are dlora, lgrad and G. On a device, hgrads and hmoments are
  * their host mirrors and lora the adapters' host copy, synchronised by
  * fs_train_pull/push; on the host they are the same memory. */
 struct fs_train {
@@ -78,8 +78,7 @@ struct fs_train {
     fs_train_config cfg;
     fs_lora lora;  /* host */
     fs_lora dlora; /* what the kernels read: lora itself on the host */
-    fs_lora_block lgrad[FS_SAM_MAX_DEPTH]; /* LoRA gradients (into grads) */
-    fs_lora_attn dlgrad[FS_LORA_DEC_MAX_ATTN]; /* decoder adapters' gradients (into grads) */
+    fs_lora lgrad; /* the adapters' gradients: lora's layout at the start of grads */
     fs_sam_params G;                       /* base-weight gradients (into grads); NULL where frozen */
     fs_train_tensor *t;
     size_t nt, nparams, n_lora, n_dec, n_enc; /* n_enc: image and prompt encoder */

@@ -184,10 +184,6 @@ static FILE *open_log(const char *path, size_t keep_through, int resume) {
 /* The step a resumed run starts from, after checking that the checkpoint
  * was written with the settings of this one (dies naming the first that
  * differs). */
-static const char *decoder_name(fs_train_decoder_mode d) {
-    return d == FS_TRAIN_DECODER_FULL ? "full" : d == FS_TRAIN_DECODER_LORA ? "lora" : "frozen";
-}
-
 static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam *m, const fs_train_config *tc,
                           uint64_t base_fp, const fs_nn_ops *ops, long iters) {
     if (!fs_is_file(ckpt_path)) {
@@ -216,10 +212,9 @@ static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam 
         snprintf(have, sizeof have, "%zu", m->cfg.img_size);
         snprintf(want, sizeof want, "%zu", info.img_size);
     } else if (info.encoder != tc->encoder) {
-        static const char *const enc[] = {"lora", "full", "frozen"};
         what = "--encoder";
-        snprintf(have, sizeof have, "%s", enc[tc->encoder]);
-        snprintf(want, sizeof want, "%s", enc[info.encoder]);
+        snprintf(have, sizeof have, "%s", fs_train_encoder_mode_name(tc->encoder));
+        snprintf(want, sizeof want, "%s", fs_train_encoder_mode_name(info.encoder));
     } else if (info.lora.targets != tc->lora.targets) {
         what = "--lora-targets";
         snprintf(have, sizeof have, "%s", fs_sam_ckpt_targets_str(tc->lora.targets, t_have, sizeof t_have));
@@ -235,8 +230,8 @@ static size_t resume_step(const char *ckpt_path, const setting *S, const fs_sam 
         snprintf(want, sizeof want, "%.9g", (double)info.lora.scale);
     } else if (info.decoder != tc->decoder) {
         what = "--decoder";
-        snprintf(have, sizeof have, "%s", decoder_name(tc->decoder));
-        snprintf(want, sizeof want, "%s", decoder_name(info.decoder));
+        snprintf(have, sizeof have, "%s", fs_train_decoder_mode_name(tc->decoder));
+        snprintf(want, sizeof want, "%s", fs_train_decoder_mode_name(info.decoder));
     }
     for (int i = 0; !what && i < N_SETTINGS; i++) {
         const char *v = fs_sam_ckpt_meta_get(cm, S[i].key);
@@ -279,8 +274,6 @@ typedef struct {
     long iters, warmup, batch, accum, every, log_every, debug_sleep_ms;
 } run_ctx;
 
-/* Steps [start, stop): each draws its samples, accumulates the gradients of
- * its micro-batches, takes one AdamW step, logs, and checkpoints when due. */
 /* Dies with the current error, telling the synthesizers first (bye), so
  * that they leave now rather than after their give-up time. */
 static void die_run(const run_ctx *R) __attribute__((noreturn));
@@ -292,6 +285,8 @@ static void die_run(const run_ctx *R) {
     fs_cli_die();
 }
 
+/* Steps [start, stop): each draws its samples, accumulates the gradients of
+ * its micro-batches, takes one AdamW step, logs, and checkpoints when due. */
 static void train_steps(const run_ctx *R, size_t start, size_t stop) {
     double ema_s = 0;
     for (size_t it = start; it < stop; it++) {
@@ -436,10 +431,7 @@ int main(int argc, char **argv) {
             targets_given = 1;
             break;
         case O_ENCODER:
-            if (!strcmp(optarg, "lora")) tc.encoder = FS_TRAIN_ENCODER_LORA;
-            else if (!strcmp(optarg, "full")) tc.encoder = FS_TRAIN_ENCODER_FULL;
-            else if (!strcmp(optarg, "frozen")) tc.encoder = FS_TRAIN_ENCODER_FROZEN;
-            else fs_cli_usage_error("--encoder: '%s' is not lora, full or frozen", optarg);
+            if (fs_train_encoder_mode_parse(optarg, &tc.encoder)) fs_cli_usage_error("--encoder: %s", fs_error_msg());
             break;
         case O_INIT:
             if (strcmp(optarg, "random")) fs_cli_usage_error("--init: '%s' is not random", optarg);
@@ -448,10 +440,7 @@ int main(int argc, char **argv) {
         case O_EXPORT: export_path = optarg; break;
         case O_NOTE: note = optarg; break;
         case O_DECODER:
-            if (!strcmp(optarg, "full")) tc.decoder = FS_TRAIN_DECODER_FULL;
-            else if (!strcmp(optarg, "frozen")) tc.decoder = FS_TRAIN_DECODER_FROZEN;
-            else if (!strcmp(optarg, "lora")) tc.decoder = FS_TRAIN_DECODER_LORA;
-            else fs_cli_usage_error("--decoder: '%s' is not full, lora or frozen", optarg);
+            if (fs_train_decoder_mode_parse(optarg, &tc.decoder)) fs_cli_usage_error("--decoder: %s", fs_error_msg());
             break;
         case O_PROMPT:
             if (!strcmp(optarg, "point")) bc.prompt = FS_BATCH_POINT;
