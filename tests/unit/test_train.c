@@ -9,6 +9,8 @@
  * gradients by tests/e2e/golden_train.sh. */
 #include "test.h"
 
+#include <stdint.h>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -201,6 +203,34 @@ static fs_sam *load_tiny(void) {
     return fs_sam_load(&m, tiny_path, 0) == FS_OK ? m : NULL;
 }
 
+/* tiny, and the training configuration most tests start from (batch 2). */
+static fs_sam *load_tiny_batch2(fs_train_config *tc) {
+    fs_train_config_default(tc);
+    tc->batch = 2;
+    return load_tiny();
+}
+
+/* The central difference of t's loss on b in element k of x, step h. */
+static double loss_fd(fs_train *t, const fs_train_batch *b, fs_train_tensor *x, size_t k, float h, int *rc) {
+    float p0 = x->param[k];
+    fs_loss_value lp, lm;
+    x->param[k] = p0 + h;
+    *rc |= fs_train_loss(t, &fs_nn_ref, b, &lp);
+    x->param[k] = p0 - h;
+    *rc |= fs_train_loss(t, &fs_nn_ref, b, &lm);
+    x->param[k] = p0;
+    return (lp.total - lm.total) / (2.0 * (double)h);
+}
+
+/* The element of x with the largest gradient in magnitude, but for skip
+ * (SIZE_MAX: none). */
+static size_t largest_grad(const fs_train_tensor *x, size_t skip) {
+    size_t best = skip == 0 ? 1 : 0;
+    for (size_t k = best + 1; k < x->numel; k++)
+        if (k != skip && fabsf(x->grad[k]) > fabsf(x->grad[best])) best = k;
+    return best;
+}
+
 /* tiny's inputs: 2 random preprocessed images, prompt-free labels */
 typedef struct {
     float img[2 * 3 * 64 * 64];
@@ -234,11 +264,9 @@ static tiny_batch tb;
 static float ref_logits[2 * 4 * 32 * 32];
 
 static void lora_zero_b_exact(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.lora.targets = FS_LORA_ALL;
     tc.seed = 11;
     fs_train *t;
@@ -265,11 +293,9 @@ static void lora_zero_b_exact(void) {
 
 /* Non-zero adapters folded into the weights give the adapted forward pass. */
 static void lora_merge(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.lora.targets = FS_LORA_ALL;
     tc.lora.scale = 0.5f;
     fs_train *t;
@@ -301,11 +327,9 @@ static void lora_merge(void) {
 /* The decoder frozen: only the adapters are trainable, and their gradients
  * are those of the full mode; AdamW moves them. */
 static void decoder_frozen(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.seed = 1;
     fs_train *full, *frozen;
     CHECKF(fs_train_create(&full, m, &tc) == FS_OK, "%s", fs_error_msg());
@@ -354,11 +378,9 @@ static void decoder_frozen(void) {
  * global block, against central differences of the loss (the golden files
  * cover q and v only). */
 static void lora_all_fd(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.lora.targets = FS_LORA_ALL;
     tc.decoder = FS_TRAIN_DECODER_FROZEN;
     tc.seed = 4;
@@ -382,17 +404,8 @@ static void lora_all_fd(void) {
     for (size_t i = 0; rc == FS_OK && i < fs_train_tensor_count(t); i++) {
         fs_train_tensor *x = fs_train_tensor_at(t, i);
         if (strncmp(x->name, "image_encoder.blocks.1.", 23) && strncmp(x->name, "image_encoder.blocks.2.", 23)) continue;
-        size_t best = 0;
-        for (size_t k = 1; k < x->numel; k++)
-            if (fabsf(x->grad[k]) > fabsf(x->grad[best])) best = k;
-        float p0 = x->param[best], h = 2e-2f;
-        fs_loss_value lp, lm;
-        x->param[best] = p0 + h;
-        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
-        x->param[best] = p0 - h;
-        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
-        x->param[best] = p0;
-        double fd = (lp.total - lm.total) / (2.0 * h), g = x->grad[best];
+        size_t best = largest_grad(x, SIZE_MAX);
+        double fd = loss_fd(t, &b, x, best, 2e-2f, &rc), g = x->grad[best];
         double rel = fabs(fd - g) / fabs(g);
         if (rel > worst) {
             worst = rel;
@@ -441,11 +454,9 @@ static void bad_batches(void) {
  * negative point, box corners, not-a-point, no-mask) against central
  * differences, on prompted sets with points, a padding point and boxes. */
 static void full_fd(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.encoder = FS_TRAIN_ENCODER_FULL;
     fs_train *t;
     CHECK(fs_train_create(&t, m, &tc) == FS_ERR && strstr(fs_error_msg(), "LoRA")); /* adapters need lora */
@@ -505,17 +516,8 @@ static void full_fd(void) {
             worst = 1e9;
             break;
         }
-        size_t best = 0;
-        for (size_t k = 1; k < x->numel; k++)
-            if (fabsf(x->grad[k]) > fabsf(x->grad[best])) best = k;
-        float p0 = x->param[best], h = 1e-2f * fmaxf(1.0f, fabsf(p0));
-        fs_loss_value lp, lm;
-        x->param[best] = p0 + h;
-        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
-        x->param[best] = p0 - h;
-        rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
-        x->param[best] = p0;
-        double fd = (lp.total - lm.total) / (2.0 * (double)h), g = x->grad[best];
+        size_t best = largest_grad(x, SIZE_MAX);
+        double fd = loss_fd(t, &b, x, best, 1e-2f * fmaxf(1.0f, fabsf(x->param[best])), &rc), g = x->grad[best];
         double rel = fabs(fd - g) / fmax(fabs(g), 1e-4);
         if (rel > worst) {
             worst = rel;
@@ -586,11 +588,9 @@ static void randomise_dec_adapters(fs_train *t, uint64_t seed, double a) {
 /* B zero: the decoder-LoRA model's logits are the frozen decoder's, bit for
  * bit; only adapters are trainable (the encoder's and the decoder's). */
 static void decoder_lora_zero_b(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.seed = 6;
     tc.decoder = FS_TRAIN_DECODER_FROZEN;
     fs_train *frozen, *lora;
@@ -628,11 +628,9 @@ static void decoder_lora_zero_b(void) {
  * layer 0's self-attention q_proj, the token-to-image k_proj and the final
  * attention's out_proj. */
 static void decoder_lora_fd(void) {
-    fs_sam *m = load_tiny();
-    if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
+    fs_sam *m = load_tiny_batch2(&tc);
+    if (!m) SKIP("%s missing or unreadable", tiny_path);
     tc.encoder = FS_TRAIN_ENCODER_FROZEN;
     tc.lora.targets = 0;
     tc.decoder = FS_TRAIN_DECODER_LORA;
@@ -660,22 +658,12 @@ static void decoder_lora_fd(void) {
         fs_train_tensor *x = fs_train_find(t, names[i]);
         if (!x) break;
         /* the two largest gradients of each tensor */
-        size_t best[2] = {0, 0};
-        for (size_t k = 1; k < x->numel; k++)
-            if (fabsf(x->grad[k]) > fabsf(x->grad[best[0]])) best[0] = k;
-        best[1] = best[0] ? 0 : 1;
-        for (size_t k = 0; k < x->numel; k++)
-            if (k != best[0] && fabsf(x->grad[k]) > fabsf(x->grad[best[1]])) best[1] = k;
+        size_t best[2];
+        best[0] = largest_grad(x, SIZE_MAX);
+        best[1] = largest_grad(x, best[0]);
         for (int e = 0; e < 2; e++) {
             size_t k = best[e];
-            float p0 = x->param[k], h = 1e-2f;
-            fs_loss_value lp, lm;
-            x->param[k] = p0 + h;
-            rc |= fs_train_loss(t, &fs_nn_ref, &b, &lp);
-            x->param[k] = p0 - h;
-            rc |= fs_train_loss(t, &fs_nn_ref, &b, &lm);
-            x->param[k] = p0;
-            double fd = (lp.total - lm.total) / (2.0 * h), g = x->grad[k];
+            double fd = loss_fd(t, &b, x, k, 1e-2f, &rc), g = x->grad[k];
             double rel = fabs(fd - g) / fmax(fabs(g), 1e-6);
             if (rel > worst) {
                 worst = rel;
@@ -696,12 +684,10 @@ static void decoder_lora_fd(void) {
  * checkpoint applied to a fresh model (what `predictor --lora` does); a
  * resumed state reads the adapters back. */
 static void decoder_lora_merge(void) {
-    fs_sam *m = load_tiny();
+    fs_train_config tc;
+    fs_sam *m = load_tiny_batch2(&tc);
     if (!m) SKIP("%s missing or unreadable", tiny_path);
     fs_sam *m2 = load_tiny();
-    fs_train_config tc;
-    fs_train_config_default(&tc);
-    tc.batch = 2;
     tc.lora.scale = 0.5f;
     tc.decoder = FS_TRAIN_DECODER_LORA;
     fs_train *t, *t2;
