@@ -495,6 +495,14 @@ static void pth_views_strides_and_wrapper(void) {
     free(pkl.d);
 }
 
+/* b = {"t": the pk_tensor view}, replacing what b held. */
+static void one_tensor_pickle(buf *b, const char *type, const char *key, uint64_t numel, uint64_t offset, int ndim,
+                              const uint64_t *size, const uint64_t *stride) {
+    b->n = 0;
+    put8(b, 0x80); put8(b, 2); put8(b, '}'); pk_str(b, "t");
+    pk_tensor(b, type, key, numel, offset, ndim, size, stride); put8(b, 's'); put8(b, '.');
+}
+
 static int bad_pickle(const char *dir, const buf *pkl, const char *msg) {
     char p[600];
     buf s[3];
@@ -538,30 +546,19 @@ static void pth_hostile_pickles(void) {
     }
     buf b = {0};
     /* a view past its storage's end, an overflowing one, a storage the archive lacks, sizes that disagree */
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "FloatStorage", "0", 6, 0, 1, s7, st1); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "FloatStorage", "0", 6, 0, 1, s7, st1);
     CHECK(bad_pickle(dir, &b, "reaches element 6 of storage '0' which holds 6"));
-    b.n = 0;
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "FloatStorage", "0", 6, 1, 1, s6, st1); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "FloatStorage", "0", 6, 1, 1, s6, st1);
     CHECK(bad_pickle(dir, &b, "reaches element 6"));
-    b.n = 0;
     static const uint64_t huge[2] = {1ull << 40, 1ull << 20}, hst[2] = {1ull << 40, 1};
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "FloatStorage", "0", 6, 0, 2, huge, hst); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "FloatStorage", "0", 6, 0, 2, huge, hst);
     CHECK(bad_pickle(dir, &b, "tensor size overflows"));
-    b.n = 0;
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "FloatStorage", "9", 6, 0, 1, s6, st1); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "FloatStorage", "9", 6, 0, 1, s6, st1);
     CHECK(bad_pickle(dir, &b, "no arch/data/9"));
-    b.n = 0;
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "DoubleStorage", "0", 6, 0, 1, s6, st1); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "DoubleStorage", "0", 6, 0, 1, s6, st1);
     CHECK(bad_pickle(dir, &b, "holds 24 bytes"));
-    b.n = 0;
     /* a broadcast (stride 0) view is fine */
-    put8(&b, 0x80); put8(&b, 2); put8(&b, '}'); pk_str(&b, "t");
-    pk_tensor(&b, "FloatStorage", "0", 6, 3, 2, s2, st0); put8(&b, 's'); put8(&b, '.');
+    one_tensor_pickle(&b, "FloatStorage", "0", 6, 3, 2, s2, st0);
     char p[600];
     buf s[3];
     storages3(s, 0);
