@@ -23,6 +23,8 @@
 #include "nn/cuda/cuda.h"
 #include "nn/nn.h"
 #include "sam/config.h"
+#include "sam/init.h"
+#include "sam/sam.h"
 
 /* Weak: resolved only in the CUDA build (declared in nn/cuda/cuda.h). */
 extern int fs_cuda_sync(void) __attribute__((weak));
@@ -31,6 +33,17 @@ extern void fs_cuda_mem_reset_peak(void) __attribute__((weak));
 extern const char *fs_cuda_device_name(void) __attribute__((weak));
 extern int fs_nn_cuda_set_math(const char *mode) __attribute__((weak));
 extern const char *fs_nn_cuda_math(void) __attribute__((weak));
+
+/* n floats drawn uniformly from [-amp, amp] (zeros when amp is 0). */
+static inline float *bench_buffer(fs_rng *r, size_t n, float amp) {
+    float *p = malloc(n * sizeof(float));
+    if (!p) {
+        fs_error("out of memory (%zu floats)", n);
+        fs_cli_die();
+    }
+    for (size_t i = 0; i < n; i++) p[i] = amp ? (float)fs_rng_range(r, -amp, amp) : 0.0f;
+    return p;
+}
 
 static inline double bench_now(void) {
     struct timespec t;
@@ -115,6 +128,17 @@ static inline void bench_parse_maths(bench_maths *m, const char *list, const cha
     if (!m->n) fs_cli_usage_error("--math: no mode given");
 }
 
+/* The backend --backend names: an unknown name is a usage error, a known
+ * one that cannot run here ("no usable GPU") a runtime error. */
+static inline const fs_nn_ops *bench_backend(const char *name) {
+    const fs_nn_ops *nn = fs_nn_backend(name);
+    if (!nn) {
+        if (strcmp(name, "cuda")) fs_cli_usage_error("%s", fs_error_msg());
+        fs_cli_die();
+    }
+    return nn;
+}
+
 /* Selects the math mode for the products that follow (cuda only; fp32 is a
  * no-op elsewhere). The CUDA runtime is started first, so that its reading
  * of FEWSAM_CUDA_MATH at first use cannot override the choice. */
@@ -128,6 +152,31 @@ static inline const char *bench_math(const fs_nn_ops *ops) {
     if (!bench_is_cuda(ops)) return "fp32";
     if (fs_cuda_sync()) fs_cli_die();
     return fs_nn_cuda_math();
+}
+
+/* What both programs settle once the backend is known: the math modes
+ * when --math was not given (on cuda the current mode, FEWSAM_CUDA_MATH or
+ * fp32, rather than fp32), the product-rate size when --matmul-n was not
+ * given, and the configuration: ViT-B at img px with depth blocks. */
+static inline void bench_prepare(const fs_nn_ops *nn, bench_maths *maths, const char *math, long *matmul_n,
+                                 fs_sam_config *cfg, long img, long depth) {
+    int cuda = bench_is_cuda(nn);
+    if (!math && cuda) {
+        maths->n = 1;
+        snprintf(maths->mode[0], sizeof maths->mode[0], "%s", bench_math(nn));
+    }
+    if (!*matmul_n) *matmul_n = cuda ? 8192 : 512;
+    if (fs_sam_config_preset(cfg, "vit_b")) fs_cli_die();
+    cfg->img_size = (size_t)img;
+    cfg->depth = (size_t)depth;
+    if (fs_sam_config_validate(cfg)) fs_cli_die();
+}
+
+/* The model with random weights, as the trainer's --init random makes it. */
+static inline fs_sam *bench_model(const fs_sam_config *cfg) {
+    fs_sam *m;
+    if (fs_sam_create_random(&m, cfg, 1)) fs_cli_die();
+    return m;
 }
 
 static inline const char *bench_device_name(const fs_nn_ops *ops) {

@@ -104,21 +104,11 @@ static fs_nn_ops timed_ops(const fs_nn_ops *ops) {
 
 static fs_rng rng;
 
-static float *buffer(size_t n, float amp) {
-    float *p = malloc(n * sizeof(float));
-    if (!p) {
-        fprintf(stderr, "bench_encoder: error: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) p[i] = amp ? (float)fs_rng_range(&rng, -amp, amp) : 0.0f;
-    return p;
-}
-
 /* GFLOP/s of a 2048^3 sgemm through the CPU backend's threaded wrapper
  * (what the encoder's products get), best of `reps`. */
 static double sgemm_rate(int reps) {
     size_t n = 2048;
-    float *a = buffer(n * n, 1), *b = buffer(n * n, 1), *c = buffer(n * n, 0);
+    float *a = bench_buffer(&rng, n * n, 1), *b = bench_buffer(&rng, n * n, 1), *c = bench_buffer(&rng, n * n, 0);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
@@ -176,37 +166,21 @@ int main(int argc, char **argv) {
     if (img % 16) fs_cli_usage_error("--img %ld is not a multiple of the patch size 16", img);
     bench_maths maths;
     bench_parse_maths(&maths, math ? math : "fp32", backend);
-    const fs_nn_ops *nn = fs_nn_backend(backend);
-    if (!nn) {
-        /* a known backend that cannot run here ("no usable GPU") is a runtime error */
-        if (strcmp(backend, "cuda")) fs_cli_usage_error("%s", fs_error_msg());
-        fs_cli_die();
-    }
-    int cuda = bench_is_cuda(nn);
-    if (!math && cuda) { /* the current mode (FEWSAM_CUDA_MATH or fp32) */
-        maths.n = 1;
-        snprintf(maths.mode[0], sizeof maths.mode[0], "%s", bench_math(nn));
-    }
-    if (!matmul_n) matmul_n = cuda ? 8192 : 512;
-
+    const fs_nn_ops *nn = bench_backend(backend);
     fs_sam_config cfg;
-    if (fs_sam_config_preset(&cfg, "vit_b")) fs_cli_die();
-    cfg.img_size = (size_t)img;
-    cfg.depth = (size_t)depth;
-    if (fs_sam_config_validate(&cfg)) fs_cli_die();
+    bench_prepare(nn, &maths, math, &matmul_n, &cfg, img, depth);
 
     fs_rng_init(&rng, 1, 0);
     /* the host's sgemm rate: measured for the host backends only (it is not
      * what a device backend's products get) */
     double sgemm = nn->device ? -1 : sgemm_rate(5);
-    fs_sam *m;
-    if (fs_sam_create_random(&m, &cfg, 1)) m = NULL; /* the trainer's --init random */
-    if (!m) fs_cli_die();
+    fs_sam *m = bench_model(&cfg);
     fs_nn_ops tops = timed_ops(nn);
     const fs_nn_ops *run = profile ? &tops : nn;
     if (nn->device && fs_sam_bind(m, run)) fs_cli_die(); /* the table encode gets: no rebinding per call */
     size_t S = cfg.img_size, g = fs_sam_grid(&cfg), B = (size_t)batch;
-    float *pre = buffer(B * 3 * S * S, 2.0f), *embed = buffer(B * g * g * cfg.out_chans, 0);
+    size_t n_embed = B * g * g * cfg.out_chans;
+    float *pre = bench_buffer(&rng, B * 3 * S * S, 2.0f), *embed = bench_buffer(&rng, n_embed, 0);
     double gflop1 = bench_encoder_flops(&cfg) / 1e9, gflop = gflop1 * (double)B;
 
     for (int k = 0; k < maths.n; k++) {
@@ -220,10 +194,12 @@ int main(int argc, char **argv) {
             double t0 = now();
             if (fs_sam_encode(m, run, pre, B, embed)) fs_cli_die();
             double t = now() - t0;
-            if (!isfinite(embed[0])) {
-                fprintf(stderr, "bench_encoder: error: the encoder produced a non-finite value\n");
-                return 1;
-            }
+            for (size_t i = 0; i < n_embed; i++)
+                if (!isfinite(embed[i])) {
+                    fprintf(stderr, "bench_encoder: error: the encoder produced a non-finite value (element %zu)\n",
+                            i);
+                    return 1;
+                }
             if (r >= 0) {
                 all[r] = t;
                 if (t < best) best = t;

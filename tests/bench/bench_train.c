@@ -25,9 +25,7 @@
  * forward (work done, not model FLOPs).
  * On cuda every clock read is preceded by fs_cuda_sync, so queued kernels
  * (the AdamW update included) are counted.
- * tests/bench/train_torch.py is the PyTorch twin.
- * --backend cpu+ref borrows the reference backward kernels where the CPU
- * backend has none (a functional check: those kernels are plain loops). */
+ * tests/bench/train_torch.py is the PyTorch twin. */
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
@@ -49,54 +47,19 @@
 
 static fs_rng rng;
 
-static float *buffer(size_t n, float amp) {
-    float *p = malloc(n * sizeof(float));
-    if (!p) {
-        fprintf(stderr, "bench_train: error: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) p[i] = amp ? (float)fs_rng_range(&rng, -amp, amp) : 0.0f;
-    return p;
-}
-
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-/* The CPU table with the reference backward kernels wherever it has none. */
-static fs_nn_ops cpu_plus_ref(int *borrowed) {
-    fs_nn_ops o = fs_nn_cpu;
-    const fs_nn_ops *r = &fs_nn_ref;
-    *borrowed = 0;
-#define BORROW(f)                                                                                                      \
-    if (!o.f) o.f = r->f, (*borrowed)++
-    BORROW(linear_backward);
-    BORROW(layernorm_backward);
-    BORROW(gelu_backward);
-    BORROW(relu_backward);
-    BORROW(attention_backward);
-    BORROW(attention_relpos_backward);
-    BORROW(patch_embed_backward);
-    BORROW(conv3x3_backward);
-    BORROW(conv_transpose2x2_backward);
-    BORROW(resize_bilinear_backward);
-#undef BORROW
-    o.name = *borrowed ? "cpu+ref" : "cpu";
-    return o;
-}
-
 static void usage(void) {
-    printf("Usage: bench_train [--img N] [--batch N] [--backend cpu|ref|cpu+ref|guard|cuda] [--math LIST]\n"
+    printf("Usage: bench_train [--img N] [--batch N] [--backend cpu|ref|guard|cuda] [--math LIST]\n"
            "                   [--steps N] [--warmup N] [--depth N] [--rank N] [--recompute] [--matmul-n N]\n"
            "                   [--probe]\n"
            "Times one SAM LoRA training step (random ViT-B weights); prints one JSON object per math mode.\n"
            "  --img N       input size, a multiple of 16 (default 512)\n"
            "  --batch N     images per step, one point prompt each (default 1)\n"
-           "  --backend B   fs_nn_ops backend (default cpu; cuda in the CUDA build, build/cuda-bench/);\n"
-           "                cpu+ref: the CPU backend with the reference backward kernels where it has\n"
-           "                none (slow; a functional check)\n"
+           "  --backend B   fs_nn_ops backend (default cpu; cuda in the CUDA build, build/cuda-bench/)\n"
            "  --math LIST   comma-separated matrix-product modes, each measured in turn: fp32, tf32,\n"
            "                bf16 (cuda only; default: the backend's current mode)\n"
            "  --steps N     timed steps after the warm-up; best and median reported (default 3)\n"
@@ -144,44 +107,20 @@ int main(int argc, char **argv) {
     if (img % 16) fs_cli_usage_error("--img %ld is not a multiple of the patch size 16", img);
     bench_maths maths;
     bench_parse_maths(&maths, math ? math : "fp32", backend);
-    fs_nn_ops mixed;
-    const fs_nn_ops *nn;
-    if (!strcmp(backend, "cpu+ref")) {
-        int borrowed;
-        mixed = cpu_plus_ref(&borrowed);
-        nn = &mixed;
-        if (borrowed) fprintf(stderr, "bench_train: %d backward kernels borrowed from 'ref'\n", borrowed);
-    } else if (!(nn = fs_nn_backend(backend))) {
-        /* a known backend that cannot run here ("no usable GPU") is a runtime error */
-        if (strcmp(backend, "cuda")) fs_cli_usage_error("%s (or cpu+ref)", fs_error_msg());
-        fs_cli_die();
-    }
+    const fs_nn_ops *nn = bench_backend(backend);
     if (probe) {
         printf("%d\n", fs_train_backend_ok(nn));
         return 0;
     }
     if (!fs_train_backend_ok(nn)) {
-        fprintf(stderr, "bench_train: error: backend '%s' has no backward kernels yet (--backend cpu+ref borrows "
-                        "the reference ones)\n", nn->name);
+        fprintf(stderr, "bench_train: error: backend '%s' lacks backward kernels training needs\n", nn->name);
         return 1;
     }
-    int cuda = bench_is_cuda(nn);
-    if (!math && cuda) { /* the current mode (FEWSAM_CUDA_MATH or fp32) */
-        maths.n = 1;
-        snprintf(maths.mode[0], sizeof maths.mode[0], "%s", bench_math(nn));
-    }
-    if (!matmul_n) matmul_n = cuda ? 8192 : 512;
-
     fs_sam_config cfg;
-    if (fs_sam_config_preset(&cfg, "vit_b")) fs_cli_die();
-    cfg.img_size = (size_t)img;
-    cfg.depth = (size_t)depth;
-    if (fs_sam_config_validate(&cfg)) fs_cli_die();
+    bench_prepare(nn, &maths, math, &matmul_n, &cfg, img, depth);
 
     fs_rng_init(&rng, 1, 0);
-    fs_sam *m;
-    if (fs_sam_create_random(&m, &cfg, 1)) m = NULL; /* the trainer's --init random */
-    if (!m) fs_cli_die();
+    fs_sam *m = bench_model(&cfg);
     size_t B = (size_t)batch;
     fs_train_config tc;
     fs_train_config_default(&tc);
@@ -196,7 +135,7 @@ int main(int argc, char **argv) {
     if ((nn->device && fs_sam_bind(m, nn)) || fs_train_create(&t, m, &tc)) fs_cli_die();
 
     size_t S = cfg.img_size, L = 4 * fs_sam_grid(&cfg);
-    float *images = buffer(B * 3 * S * S, 2.0f), *target = buffer(B * L * L, 0);
+    float *images = bench_buffer(&rng, B * 3 * S * S, 2.0f), *target = bench_buffer(&rng, B * L * L, 0);
     double c = ((double)L - 1) / 2, r = (double)L / 4;
     for (size_t y = 0; y < L; y++)
         for (size_t x = 0; x < L; x++)

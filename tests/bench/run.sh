@@ -18,8 +18,8 @@
 # BENCH_REPS (2 timed passes after a warm-up; the best is kept),
 # BENCH_TRAIN (1; 0 skips 2 and 3), BENCH_TRAIN_1024 (1; 0 skips 3),
 # BENCH_TRAIN_STEPS (3 timed steps after one warm-up at 512; the best is
-# kept), BENCH_TRAIN_BACKEND (cpu; cpu+ref borrows the reference backward
-# kernels: a functional check only), BENCH_TORCH_1024 (1; 0 skips PyTorch at
+# kept), BENCH_TRAIN_BACKEND (cpu; another backend's times are a functional
+# check only), BENCH_TORCH_1024 (1; 0 skips PyTorch at
 # 1024), BENCH_TORCH_TIMEOUT (900 s for PyTorch's 1024 step),
 # BENCH_TRAIN_DEPTH (12 encoder blocks; fewer for a quick check of this
 # script: the result names then end in _depthN).
@@ -69,30 +69,25 @@ for s in $SIZES; do
 done
 
 if [ "$TRAIN" = 1 ]; then
-  if [ "$("$TBIN" --backend "$TBACKEND" --probe)" != 1 ]; then
-    echo "run.sh: training benchmarks skipped: backend '$TBACKEND' has no backward kernels" \
-      "(BENCH_TRAIN_BACKEND=cpu+ref runs them as a functional check)" >&2
-  else
-    fs=("$TBIN" --backend "$TBACKEND" --depth "$TDEPTH")
-    pt=($PY tests/bench/train_torch.py --threads "$THREADS" --depth "$TDEPTH")
-    echo "  train 512: fewsam ($TBACKEND)..." >&2
-    measure "$OUT/train_fewsam_512.json" "${fs[@]}" --img 512 --steps "$TSTEPS" --warmup 1
-    echo "  train 512: torch..." >&2
-    measure "$OUT/train_torch_512.json" "${pt[@]}" --img 512 --steps "$TSTEPS" --warmup 1
-    if [ "$TRAIN_1024" = 1 ]; then
-      echo "  train 1024: fewsam ($TBACKEND, store)..." >&2
-      measure "$OUT/train_fewsam_1024.json" "${fs[@]}" --img 1024 --steps 1 --warmup 0
-      echo "  train 1024: fewsam ($TBACKEND, recompute)..." >&2
-      measure "$OUT/train_fewsam_1024_recompute.json" "${fs[@]}" --img 1024 --steps 1 --warmup 0 --recompute
-      if [ "$TORCH_1024" = 1 ]; then
-        echo "  train 1024: torch (up to ${TORCH_TIMEOUT}s)..." >&2
-        rc=0
-        measure "$OUT/train_torch_1024.json" timeout "$TORCH_TIMEOUT" "${pt[@]}" --img 1024 --steps 1 --warmup 0 ||
-          rc=$?
-        if [ "$rc" != 0 ]; then
-          echo "run.sh: PyTorch's 1024 step did not finish (exit $rc; 124: over ${TORCH_TIMEOUT}s)" >&2
-          rm -f "$OUT/train_torch_1024.json"
-        fi
+  fs=("$TBIN" --backend "$TBACKEND" --depth "$TDEPTH")
+  pt=($PY tests/bench/train_torch.py --threads "$THREADS" --depth "$TDEPTH")
+  echo "  train 512: fewsam ($TBACKEND)..." >&2
+  measure "$OUT/train_fewsam_512.json" "${fs[@]}" --img 512 --steps "$TSTEPS" --warmup 1
+  echo "  train 512: torch..." >&2
+  measure "$OUT/train_torch_512.json" "${pt[@]}" --img 512 --steps "$TSTEPS" --warmup 1
+  if [ "$TRAIN_1024" = 1 ]; then
+    echo "  train 1024: fewsam ($TBACKEND, store)..." >&2
+    measure "$OUT/train_fewsam_1024.json" "${fs[@]}" --img 1024 --steps 1 --warmup 0
+    echo "  train 1024: fewsam ($TBACKEND, recompute)..." >&2
+    measure "$OUT/train_fewsam_1024_recompute.json" "${fs[@]}" --img 1024 --steps 1 --warmup 0 --recompute
+    if [ "$TORCH_1024" = 1 ]; then
+      echo "  train 1024: torch (up to ${TORCH_TIMEOUT}s)..." >&2
+      rc=0
+      measure "$OUT/train_torch_1024.json" timeout "$TORCH_TIMEOUT" "${pt[@]}" --img 1024 --steps 1 --warmup 0 ||
+        rc=$?
+      if [ "$rc" != 0 ]; then
+        echo "run.sh: PyTorch's 1024 step did not finish (exit $rc; 124: over ${TORCH_TIMEOUT}s)" >&2
+        rm -f "$OUT/train_torch_1024.json"
       fi
     fi
   fi
@@ -165,8 +160,7 @@ if f512 and t512:
     print(f"speed-up {speed:.2f}x (goal >= 1.5x: {'met' if speed >= 1.5 else 'NOT met'}), memory {mem:.2f} of "
           f"PyTorch's (goal <= 0.5: {'met' if mem <= 0.5 else 'NOT met'})")
     if f512["backend"] != "cpu":
-        print(f"note: fewsam ran on '{f512['backend']}' (reference backward kernels): a functional check, "
-              f"not a result")
+        print(f"note: fewsam ran on '{f512['backend']}', not the CPU backend: a functional check, not a result")
 f_s, f_r, t_1 = load("train_fewsam_1024"), load("train_fewsam_1024_recompute"), load("train_torch_1024")
 if f_s or f_r:
     print(f"\nOne ViT-B training step at 1024 ({(f_s or f_r)['depth']} blocks), batch 1, one point: "
@@ -193,7 +187,7 @@ if f_s or f_r:
     elif t_1 is not None:
         print(f"{'torch':>18}  >{t_1['peak_rss_mb']:>8.0f}  (stopped: {t_1['aborted']})  {t_1['load']}")
     if f_s and f_s["backend"] != "cpu":
-        print(f"note: fewsam ran on '{f_s['backend']}' (reference backward kernels): times are not results")
+        print(f"note: fewsam ran on '{f_s['backend']}', not the CPU backend: times are not results")
 
 tmp = out + ".tmp"
 with open(tmp, "w") as fh:
