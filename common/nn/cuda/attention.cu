@@ -110,6 +110,32 @@ __device__ __forceinline__ void axpy_tile(float (&acc)[DPT], float a, const floa
     }
 }
 
+/* The thread's part of r . p for a row p of D floats in global memory. */
+template <int G>
+__device__ __forceinline__ float dot_row(const float (&r)[DPT], const float *p, int D, int g) {
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 4; c++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int d = 4 * (g + G * c) + e;
+            if (d < D) s += r[4 * c + e] * p[d];
+        }
+    return s;
+}
+
+/* acc += a * p for a row p of D floats in global memory */
+template <int G>
+__device__ __forceinline__ void axpy_row(float (&acc)[DPT], float a, const float *p, int D, int g) {
+#pragma unroll
+    for (int c = 0; c < 4; c++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int d = 4 * (g + G * c) + e;
+            if (d < D) acc[4 * c + e] += a * p[d];
+        }
+}
+
 /* Copies rows [r0, r0 + TILE) of a [n, D] matrix (rows `stride` apart) into a
  * zero-padded [TILE][16 G] shared tile; rows past n are zero. */
 template <int G>
@@ -126,45 +152,23 @@ __device__ __forceinline__ void load_tile(float4 *tile, const float *base, long 
  * sth [Hg][R] and stw [Wg][R] (zero for rows past Nq); also stored to
  * th/tw [row][Hg or Wg] when given (the backward's key kernel reads them). */
 template <int G>
+__device__ void rel_table(float *st, const float *rel, int T, int coord, const float (&q)[DPT], int D, int i,
+                          bool valid, int r, int R, int g, float *t) {
+    for (int k = 0; k < T; k++) {
+        float part = valid ? dot_row<G>(q, rel + (long long)(coord - k + T - 1) * D, D, g) : 0.0f;
+        part = group_sum<G>(part);
+        if (g == 0) {
+            st[k * R + r] = part;
+            if (t && valid) t[(long long)i * T + k] = part;
+        }
+    }
+}
+
+template <int G>
 __device__ void rel_tables(float *sth, float *stw, const float (&q)[DPT], const AttnArgs &a, int i, bool valid,
                            int r, int R, int g, float *th, float *tw) {
-    int qy = valid ? i / a.Wg : 0, qx = valid ? i % a.Wg : 0;
-    for (int ky = 0; ky < a.Hg; ky++) {
-        float part = 0.0f;
-        if (valid) {
-            const float *rr = a.rel_h + (long long)(qy - ky + a.Hg - 1) * a.D;
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int d = 4 * (g + G * c) + e;
-                    if (d < a.D) part += q[4 * c + e] * rr[d];
-                }
-        }
-        part = group_sum<G>(part);
-        if (g == 0) {
-            sth[ky * R + r] = part;
-            if (th && valid) th[(long long)i * a.Hg + ky] = part;
-        }
-    }
-    for (int kx = 0; kx < a.Wg; kx++) {
-        float part = 0.0f;
-        if (valid) {
-            const float *rr = a.rel_w + (long long)(qx - kx + a.Wg - 1) * a.D;
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int d = 4 * (g + G * c) + e;
-                    if (d < a.D) part += q[4 * c + e] * rr[d];
-                }
-        }
-        part = group_sum<G>(part);
-        if (g == 0) {
-            stw[kx * R + r] = part;
-            if (tw && valid) tw[(long long)i * a.Wg + kx] = part;
-        }
-    }
+    rel_table<G>(sth, a.rel_h, a.Hg, valid ? i / a.Wg : 0, q, a.D, i, valid, r, R, g, th);
+    rel_table<G>(stw, a.rel_w, a.Wg, valid ? i % a.Wg : 0, q, a.D, i, valid, r, R, g, tw);
 }
 
 /* ---- forward: grid (query blocks x B*H), R = blockDim / G queries each ----
@@ -344,26 +348,12 @@ __global__ void __launch_bounds__(THREADS) attn_bwd_q_kernel(AttnArgs a, int qbl
             const int qy = i / a.Wg, qx = i % a.Wg;
             for (int ky = 0; ky < a.Hg; ky++) {
                 const float coef = sdth[ky * R + r];
-                const float *rr = a.rel_h + (long long)(qy - ky + a.Hg - 1) * a.D;
-#pragma unroll
-                for (int c = 0; c < 4; c++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int d = 4 * (g + G * c) + e;
-                        if (d < a.D) dq[4 * c + e] += coef * rr[d];
-                    }
+                axpy_row<G>(dq, coef, a.rel_h + (long long)(qy - ky + a.Hg - 1) * a.D, a.D, g);
                 if (a.dth && g == 0) a.dth[row * a.Hg + ky] = coef;
             }
             for (int kx = 0; kx < a.Wg; kx++) {
                 const float coef = sdtw[kx * R + r];
-                const float *rr = a.rel_w + (long long)(qx - kx + a.Wg - 1) * a.D;
-#pragma unroll
-                for (int c = 0; c < 4; c++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int d = 4 * (g + G * c) + e;
-                        if (d < a.D) dq[4 * c + e] += coef * rr[d];
-                    }
+                axpy_row<G>(dq, coef, a.rel_w + (long long)(qx - kx + a.Wg - 1) * a.D, a.D, g);
                 if (a.dtw && g == 0) a.dtw[row * a.Wg + kx] = coef;
             }
         }
@@ -515,16 +505,25 @@ int block_for(K kernel, int G, size_t fixed, size_t per_row, size_t *smem, const
     fs_cu_die(what, "the relative-position tables do not fit in shared memory (grid too large)");
 }
 
+/* The grid of a kernel whose blocks own threads / G rows each of n rows, for
+ * every one of the B*H heads; *per_head is the number of blocks per head. */
+unsigned grid_for(int threads, int G, int n, const AttnArgs &a, int *per_head, const char *what) {
+    int R = threads / G;
+    *per_head = (n + R - 1) / R;
+    long long blocks = (long long)*per_head * a.B * a.H;
+    if (blocks > 0x7fffffff) fs_cu_die(what, "too many blocks");
+    return (unsigned)blocks;
+}
+
 template <int G>
 void launch_fwd(const AttnArgs &a, const char *what) {
     const bool rel = a.rel_h != nullptr;
     size_t smem;
     int threads = block_for(attn_fwd_kernel<G>, G, 2 * TILE * DPT * G * sizeof(float),
                             rel ? (size_t)(a.Hg + a.Wg) * sizeof(float) : 0, &smem, what);
-    int R = threads / G, qblocks = (a.Nq + R - 1) / R;
-    long long blocks = (long long)qblocks * a.B * a.H;
-    if (blocks > 0x7fffffff) fs_cu_die(what, "too many blocks");
-    attn_fwd_kernel<G><<<(unsigned)blocks, threads, smem, fs_cu_stream()>>>(a, qblocks);
+    int qblocks;
+    unsigned blocks = grid_for(threads, G, a.Nq, a, &qblocks, what);
+    attn_fwd_kernel<G><<<blocks, threads, smem, fs_cu_stream()>>>(a, qblocks);
     fs_cu_launched(what);
 }
 
@@ -534,19 +533,16 @@ void launch_bwd(const AttnArgs &a, const char *what) {
     size_t smem;
     int threads = block_for(attn_bwd_q_kernel<G>, G, 2 * TILE * DPT * G * sizeof(float),
                             rel ? 2 * (size_t)(a.Hg + a.Wg) * sizeof(float) : 0, &smem, what);
-    int R = threads / G, qblocks = (a.Nq + R - 1) / R;
-    long long blocks = (long long)qblocks * a.B * a.H;
-    if (blocks > 0x7fffffff) fs_cu_die(what, "too many blocks");
-    attn_bwd_q_kernel<G><<<(unsigned)blocks, threads, smem, fs_cu_stream()>>>(a, qblocks);
+    int qblocks;
+    unsigned blocks = grid_for(threads, G, a.Nq, a, &qblocks, what);
+    attn_bwd_q_kernel<G><<<blocks, threads, smem, fs_cu_stream()>>>(a, qblocks);
     fs_cu_launched(what);
     if (!a.dk && !a.dv) return;
     size_t fixed = (2 * TILE * DPT * G + 2 * TILE + (rel ? (size_t)TILE * (a.Hg + a.Wg) : 0)) * sizeof(float);
     threads = block_for(attn_bwd_kv_kernel<G>, G, fixed, 0, &smem, what);
-    R = threads / G;
-    int kblocks = (a.Nk + R - 1) / R;
-    blocks = (long long)kblocks * a.B * a.H;
-    if (blocks > 0x7fffffff) fs_cu_die(what, "too many blocks");
-    attn_bwd_kv_kernel<G><<<(unsigned)blocks, threads, smem, fs_cu_stream()>>>(a, kblocks);
+    int kblocks;
+    blocks = grid_for(threads, G, a.Nk, a, &kblocks, what);
+    attn_bwd_kv_kernel<G><<<blocks, threads, smem, fs_cu_stream()>>>(a, kblocks);
     fs_cu_launched(what);
 }
 
@@ -603,6 +599,20 @@ void run_backward(AttnArgs a, float *drel_h, float *drel_w, const char *what) {
 
 } /* namespace */
 
+/* q[B, Nq, H*D], k/v[B, Nk, H*D], rows H*D apart (dout and the gradients alike) */
+static AttnArgs plain_args(const float *q, const float *k, const float *v, size_t B, size_t Nq, size_t Nk, size_t H,
+                           size_t D, float scale, const char *what) {
+    long long C = (long long)(H * D);
+    AttnArgs a = {};
+    a.q = q, a.k = k, a.v = v;
+    a.sq = a.sk = a.sv = a.so = C;
+    a.bq = a.bo = (long long)Nq * C;
+    a.bk = a.bv = (long long)Nk * C;
+    a.B = checked(B, what), a.H = checked(H, what), a.Nq = checked(Nq, what), a.Nk = checked(Nk, what);
+    a.D = checked(D, what), a.scale = scale;
+    return a;
+}
+
 /* q[B, Nq, H*D], k/v[B, Nk, H*D] -> out[B, Nq, H*D] */
 void fs_cuda_attention_forward(float *out, const float *q, const float *k, const float *v, size_t B, size_t Nq,
                                size_t Nk, size_t H, size_t D, float scale) {
@@ -612,15 +622,8 @@ void fs_cuda_attention_forward(float *out, const float *q, const float *k, const
         fs_cu_check(cudaMemsetAsync(out, 0, B * Nq * H * D * sizeof(float), fs_cu_stream()), what);
         return;
     }
-    long long C = (long long)(H * D);
-    AttnArgs a = {};
-    a.q = q, a.k = k, a.v = v;
-    a.sq = a.sk = a.sv = a.so = C;
-    a.bq = a.bo = (long long)Nq * C;
-    a.bk = a.bv = (long long)Nk * C;
+    AttnArgs a = plain_args(q, k, v, B, Nq, Nk, H, D, scale, what);
     a.o = out;
-    a.B = checked(B, what), a.H = checked(H, what), a.Nq = checked(Nq, what), a.Nk = checked(Nk, what);
-    a.D = checked(D, what), a.scale = scale;
     dispatch(a, false, what);
 }
 
@@ -628,15 +631,9 @@ void fs_cuda_attention_backward(float *dq, float *dk, float *dv, const float *do
                                 const float *v, size_t B, size_t Nq, size_t Nk, size_t H, size_t D, float scale) {
     const char *what = "attention_backward";
     if (!B || !Nq || !Nk || !H || !D || (!dq && !dk && !dv)) return;
-    long long C = (long long)(H * D);
-    AttnArgs a = {};
-    a.q = q, a.k = k, a.v = v, a.dout = dout;
+    AttnArgs a = plain_args(q, k, v, B, Nq, Nk, H, D, scale, what);
+    a.dout = dout;
     a.dq = dq, a.dk = dk, a.dv = dv;
-    a.sq = a.sk = a.sv = a.so = C;
-    a.bq = a.bo = (long long)Nq * C;
-    a.bk = a.bv = (long long)Nk * C;
-    a.B = checked(B, what), a.H = checked(H, what), a.Nq = checked(Nq, what), a.Nk = checked(Nk, what);
-    a.D = checked(D, what), a.scale = scale;
     run_backward(a, nullptr, nullptr, what);
 }
 
