@@ -61,6 +61,9 @@ static void unbind(fs_sam *m) {
 
 int fs_sam_bind(fs_sam *m, const fs_nn_ops *ops) {
     const fs_nn_ops *want = ops && ops->device ? ops : NULL;
+    if (m->trainers && (want || m->dev))
+        return fs_error("the model cannot move to backend '%s' while a training state of it exists (free it first)",
+                        ops ? ops->name : "cpu");
     /* the activations live where the model does */
     fs_sam_encoder_acts_free(m);
     unbind(m);

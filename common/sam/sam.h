@@ -63,6 +63,8 @@ typedef struct fs_sam {
     size_t dec_ws_n;
     fs_sam_tap_fn tap;
     void *tap_ctx;
+    size_t trainers; /* training states made on this model: they hold pointers into its
+                        parameters, so the model cannot move while any exists */
 } fs_sam;
 
 /* Loads a .pth or .safetensors checkpoint (configuration read off it, every
@@ -78,6 +80,8 @@ void fs_sam_free(fs_sam *m);
 /* Puts the model where ops runs: for a device backend, copies p and
  * image_pe into its memory (again, when already bound: call it after
  * changing p on the host); for a host backend, releases any device copy.
+ * Refused (FS_ERR) while a training state of the model exists, unless the
+ * model stays on the host.
  * The inference calls below bind on their own when handed another
  * backend; a training state (sam/train.h) needs the model bound first. */
 int fs_sam_bind(fs_sam *m, const fs_nn_ops *ops);

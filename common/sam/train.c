@@ -95,6 +95,7 @@ int fs_train_dec_reserve(fs_train *t, size_t T) {
 
 void fs_train_free(fs_train *t) {
     if (!t) return;
+    if (t->counted) t->m->trainers--;
     const fs_nn_ops *mem = fs_sam_mem(t->m);
     if (t->m->dev) {
         mem->free(t->dlora.arena);
@@ -272,6 +273,8 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
                 t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec, fs_train_decoder_mode_name(tc->decoder),
                 b.used * sizeof(float) >> 20);
+    t->counted = 1;
+    m->trainers++;
     *out = t;
     return FS_OK;
 fail:

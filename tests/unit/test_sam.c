@@ -379,7 +379,13 @@ static void bind_moves_the_model(void) {
     CHECK(fs_train_forward_backward(t, &fs_nn_cpu, &b, &loss) == FS_ERR);
     CHECKF(strstr(fs_error_msg(), "lives on backend 'guard'") != NULL, "%s", fs_error_msg());
     fs_error_clear();
+    /* the state points into the model's device copy: the model cannot move under it */
+    CHECK(fs_sam_bind(m, &fs_nn_cpu) == FS_ERR && strstr(fs_error_msg(), "training state") != NULL);
+    CHECK(fs_sam_encode_raw(m, &fs_nn_cpu, img, 1, S, S, e_cpu) == FS_ERR);
+    CHECK(m->dev == guard);
+    fs_error_clear();
     fs_train_free(t);
+    CHECK(fs_sam_bind(m, &fs_nn_cpu) == FS_OK && m->dev == NULL);
     fs_sam_free(m);
     free(img);
     free(e_cpu);
