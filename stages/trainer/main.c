@@ -414,13 +414,11 @@ int main(int argc, char **argv) {
         case O_WD: wd = fs_cli_double("weight-decay", optarg, 0, 10); break;
         case O_CLIP: clip = fs_cli_double("clip", optarg, 0, 1e9); break;
         case O_LOSSW: {
-            char *comma = strchr(optarg, ',');
-            if (!comma) fs_cli_usage_error("--loss-weights: expected BCE,DICE, got '%s'", optarg);
-            char xent[64];
-            snprintf(xent, sizeof xent, "%.*s", (int)(comma - optarg), optarg);
-            tc.loss.w_xent = fs_cli_double("loss-weights", xent, 0, 1e6);
-            tc.loss.w_dice = fs_cli_double("loss-weights", comma + 1, 0, 1e6);
-            if (tc.loss.w_xent + tc.loss.w_dice <= 0) fs_cli_usage_error("--loss-weights: both weights are 0");
+            double w[2];
+            fs_cli_pair("loss-weights", "BCE,DICE", optarg, 0, 1e6, w);
+            if (w[0] + w[1] <= 0) fs_cli_usage_error("--loss-weights: both weights are 0");
+            tc.loss.w_xent = w[0];
+            tc.loss.w_dice = w[1];
             break;
         }
         case O_RANK: tc.lora.rank = (size_t)fs_cli_long("lora-rank", optarg, 1, 1024); break;
