@@ -18,6 +18,7 @@
 
 #include "core/cli.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/fsutil.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -204,9 +205,7 @@ static int predict_case(predictor *P, const char *path, const char *tmp, int nif
     /* The jitter stream is keyed by case, so a case's prompts do not depend
      * on which other cases were predicted before it. */
     fs_rng rng;
-    uint64_t key = 1469598103934665603ULL;
-    for (const char *s = v.case_id; *s; s++) key = (key ^ (unsigned char)*s) * 1099511628211ULL;
-    fs_rng_init(&rng, P->seed, key);
+    fs_rng_init(&rng, P->seed, fs_fnv1a(FS_FNV_OFFSET, v.case_id, strlen(v.case_id)));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     P->case_id = v.case_id;
