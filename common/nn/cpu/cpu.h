@@ -44,8 +44,6 @@ void fs_nn_cpu_gemm_tn_serial(size_t M, size_t N, size_t K, float alpha, const f
 float fs_nn_cpu_softmax_row(float *s, size_t n);
 /* s[ky*Wg + kx] = rh[ky] + rw[kx] for a Hg x Wg key grid. */
 void fs_nn_cpu_relpos_row(float *s, const float *rh, const float *rw, size_t Hg, size_t Wg);
-/* out[n] = gelu(inp[n]) (erf form); out may equal inp. */
-void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n);
 /* dinp[n] += gelu'(inp) * dout. */
 void fs_nn_cpu_gelu_grad_span(float *dinp, const float *inp, const float *dout, size_t n);
 

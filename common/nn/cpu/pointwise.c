@@ -88,8 +88,9 @@ void fs_nn_cpu_relpos_row(float *s, const float *rh, const float *rw, size_t Hg,
     }
 }
 
+/* out[n] = gelu(inp[n]) (erf form); out may equal inp. */
 FS_VEC_CLONES
-void fs_nn_cpu_gelu_span(float *out, const float *inp, size_t n) {
+static void gelu_span(float *out, const float *inp, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -127,7 +128,7 @@ void fs_nn_cpu_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (size_t c = 0; c < chunks; c++) {
         size_t i0 = c * SPAN, len = i0 + SPAN < n ? SPAN : n - i0;
-        fs_nn_cpu_gelu_span(out + i0, inp + i0, len);
+        gelu_span(out + i0, inp + i0, len);
     }
 }
 
