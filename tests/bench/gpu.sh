@@ -155,6 +155,9 @@ out, dry, reps, depth, elapsed = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3
 specs = sys.argv[6:]
 
 
+miscounts = []  # the two FLOP counts (this script's and bench_encoder's) must agree
+
+
 def encoder_gflop(img, depth):
     """bench_encoder's analytic count (tests/bench/bench_common.h), ViT-B."""
     C, heads, ws, P, O, mlp = 768.0, 12, 14.0, 16, 256.0, 4.0
@@ -219,8 +222,8 @@ for spec in specs:
             torch_version = t.get("torch_version")
         gf = encoder_gflop(img, depth) * batch * (2 if what == "train" else 1)
         if f and "gflop" in f and abs(f["gflop"] - gf) > 0.01 * gf + 0.05:
-            notes.append(f"warning: {what} {img} x{batch}: fewsam's model GFLOP {f['gflop']} differ from "
-                         f"this script's {gf:.2f}")
+            miscounts.append(f"error: {what} {img} x{batch}: fewsam's model GFLOP {f['gflop']} differ from "
+                             f"this script's {gf:.2f}: the utilisation figures are wrong")
         rows.append({"what": what, "img": img, "batch": batch, "math": mode, "gflop": round(gf, 2),
                      "fewsam": f, "torch": t, "fewsam_status": None if f else (f_st or "failed: no output"),
                      "torch_status": None if t and "aborted" not in t else
@@ -324,5 +327,7 @@ with open(tmp, "w") as fh:
     json.dump(doc, fh, indent=1)
 os.replace(tmp, out)
 print(f"\nwrote {out}")
-sys.exit(0 if any(r["fewsam_status"] is None for r in rows) else 1)
+for m in miscounts:
+    print(m, file=sys.stderr)
+sys.exit(0 if any(r["fewsam_status"] is None for r in rows) and not miscounts else 1)
 PYEOF
