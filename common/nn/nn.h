@@ -3,7 +3,10 @@
  *   fs_nn_ref   plain loops, written for obviousness: the definition of
  *               correctness the others are tested against (common/nn/ref/)
  *   fs_nn_cpu   OpenBLAS sgemm, OpenMP, cache-blocked attention (common/nn/cpu/)
- *   (a CUDA backend fills the same table with device pointers)
+ *   fs_nn_guard the cpu kernels on memory the host may not touch: the device
+ *               path's check without a GPU (common/nn/guard/)
+ *   fs_nn_cuda  cuBLAS and CUDA kernels on device memory (common/nn/cuda/,
+ *               only in the programs of the CUDA build)
  * llm.c's conventions: <layer>_forward(out, inp, params..., dims), float32,
  * row-major, sizes as size_t; every entry states its shapes. Activations of
  * the image encoder are channels-last ([B, H, W, C]), as the official
