@@ -45,6 +45,28 @@ def error_lines(stderr):
     return [l for l in stderr.splitlines() if "error" in l or "Try '" in l or "usage" in l.lower()]
 
 
+class Skip(Exception):
+    """Raised inside a test: it reports itself skipped, with the reason."""
+
+
+def shared(*parts):
+    """The path of a file or folder of the shared data; a test that needs a
+    missing one is skipped (raises Skip), not failed."""
+    p = os.path.join(SHARED, *parts)
+    if not os.path.exists(p):
+        raise Skip(f"{p} missing (the shared data: set FEWSAM_SHARED)")
+    return p
+
+
+def need_shared(*parts):
+    """shared() for a whole file: prints its skip line and exits 0."""
+    try:
+        return shared(*parts)
+    except Skip as e:
+        print(f"skip {os.path.basename(sys.argv[0])}: {e}")
+        sys.exit(0)
+
+
 def test(fn):
     """Decorator: runs fn now and prints its result line."""
     global failures
@@ -54,6 +76,8 @@ def test(fn):
             print(f"skip {fn.__name__}: {r[5:].strip()}")
         else:
             print(f"ok {fn.__name__}")
+    except Skip as e:
+        print(f"skip {fn.__name__}: {e}")
     except Exception as e:  # noqa: BLE001 - every failure becomes a FAIL line
         failures += 1
         where = traceback.extract_tb(e.__traceback__)[-1]

@@ -4,11 +4,10 @@ import glob
 import os
 import shutil
 
-from fstest import SHARED, finish, need, run, scratch, test
+from fstest import finish, need, run, scratch, shared, test
 
 np, h5py, nib = need("numpy", "h5py", "nibabel")
 
-BRATS = os.path.join(SHARED, "data", "brats")
 CASE = "BraTS15_pat0001"
 
 
@@ -34,7 +33,7 @@ def expect_failure(stage, args, pattern, base, code=1):
 
 def brats_copy(base):
     d = os.path.join(base, "in")
-    shutil.copytree(os.path.join(BRATS, CASE), os.path.join(d, CASE))
+    shutil.copytree(shared("data", "brats", CASE), os.path.join(d, CASE))
     for p in glob.glob(os.path.join(d, "**"), recursive=True):
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
     return d

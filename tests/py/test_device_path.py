@@ -8,11 +8,11 @@ bit."""
 import json
 import os
 
-from fstest import SHARED, finish, need, read_safetensors, run, scratch, test
+from fstest import finish, need, need_shared, read_safetensors, run, scratch, SHARED, test
 
 np, h5py = need("numpy", "h5py")
 
-W = os.path.join(SHARED, "golden", "tiny.safetensors")
+W = need_shared("golden", "tiny.safetensors")
 base = scratch("device_path")
 demo = os.path.join(base, "demo")
 run("loader", "--data", "demo", "--cases", "3", "--out", demo, "--seed", "2", "--size", "64")

@@ -5,7 +5,7 @@ import glob
 import os
 import shutil
 
-from fstest import SHARED, finish, need, run, scratch, test
+from fstest import SHARED, finish, need, run, scratch, shared, test
 
 np, h5py, nib = need("numpy", "h5py", "nibabel")
 from nibabel import orientations as ornt  # noqa: E402
@@ -35,6 +35,7 @@ brats_out = None
 
 @test
 def brats_loads_with_shapes_counts_and_range():
+    shared("data", "brats")
     global brats_out
     out = os.path.join(scratch("loader_brats"), "out")
     run("loader", "--data", "brats", "--in", BRATS, "--out", out, "--keep-blank", "--seed", "3")
@@ -63,6 +64,7 @@ def brats_loads_with_shapes_counts_and_range():
 
 @test
 def brats_regions_keep_the_sub_regions():
+    shared("data", "brats")
     out = os.path.join(scratch("loader_brats_regions"), "out")
     run("loader", "--data", "brats", "--in", BRATS, "--out", out, "--labels", "regions", "--keep-blank",
         "--test-cases", BRATS_CASES[0])
@@ -80,6 +82,7 @@ def brats_regions_keep_the_sub_regions():
 
 @test
 def brats_drops_blank_slices_by_default():
+    shared("data", "brats")
     out = os.path.join(scratch("loader_brats_blank"), "out")
     run("loader", "--data", "brats", "--in", BRATS, "--out", out, "--test-cases", BRATS_CASES[0])
     for f in glob.glob(os.path.join(out, "train", "*.h5")):
@@ -95,6 +98,7 @@ BTCV = {1: 8, 2: 4, 3: 3, 4: 2, 5: 6, 6: 11, 7: 1, 8: 7}  # TransUNet class -> B
 
 @test
 def synapse_ct_has_8_organs_with_source_counts():
+    shared("data", "synapse")
     out = os.path.join(scratch("loader_synapse"), "out")
     run("loader", "--data", "synapse", "--in", SYNAPSE, "--out", out)
     got = read_output(out)
@@ -133,6 +137,7 @@ def reoriented_copy(src_dir, dst_dir, case, names, codes):
 
 @test
 def brats_orientation_does_not_change_slices():
+    shared("data", "brats")
     case = BRATS_CASES[1]
     names = [case + "_flair.nii.gz", case + "_seg.nii.gz"]
     base = scratch("loader_orient_brats")
@@ -155,6 +160,7 @@ def brats_orientation_does_not_change_slices():
 
 @test
 def synapse_orientation_does_not_change_slices():
+    shared("data", "synapse")
     base = scratch("loader_orient_syn")
     outs = {}
     for codes in [("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("A", "S", "L")]:
@@ -239,6 +245,7 @@ def brats_2023_names_and_zero_background():
     """The 2023 file names (-t2f / -seg) and a release-style volume whose
     background is 0 and brain intensities positive: the same slices as the
     preprocessed copy with its negative background."""
+    shared("data", "brats")
     case = BRATS_CASES[2]
     base = scratch("loader_brats2023")
     d = os.path.join(base, "in", case)

@@ -3,12 +3,12 @@ determinism, backend agreement, and its errors."""
 import glob
 import os
 
-from fstest import SHARED, finish, need, run, scratch, test
+from fstest import finish, need, need_shared, run, scratch, SHARED, test
 
 np, h5py, nib = need("numpy", "h5py", "nibabel")
 from scipy import ndimage  # noqa: E402
 
-W = os.path.join(SHARED, "golden", "tiny.safetensors")
+W = need_shared("golden", "tiny.safetensors")
 WPTH = os.path.join(SHARED, "golden", "tiny.pth")
 base = scratch("predictor")
 data = os.path.join(base, "data")

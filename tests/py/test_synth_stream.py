@@ -15,11 +15,11 @@ import struct
 import subprocess
 import time
 
-from fstest import BIN, SHARED, finish, need, run, scratch, test
+from fstest import BIN, finish, need, need_shared, run, scratch, SHARED, test
 
 h5py, np = need("h5py", "numpy")
 
-W = os.path.join(SHARED, "golden", "tiny.safetensors")
+W = need_shared("golden", "tiny.safetensors")
 TEST_WIRE = os.path.join(os.path.dirname(os.path.abspath(BIN)), "tests", "test_wire")
 base = os.path.abspath(scratch("synth_stream"))
 # one thread per process: results are bit-exact for a given thread count,

@@ -9,11 +9,11 @@ import struct
 import sys
 import time
 
-from fstest import SHARED, finish, need, read_safetensors as read_st, run, scratch, test
+from fstest import finish, need, need_shared, read_safetensors as read_st, run, scratch, SHARED, test
 
 np, h5py = need("numpy", "h5py")
 
-W = os.path.join(SHARED, "golden", "tiny.safetensors")
+W = need_shared("golden", "tiny.safetensors")
 WPTH = os.path.join(SHARED, "golden", "tiny.pth")
 BRATS = os.path.join(SHARED, "data", "brats")
 base = scratch("trainer")
