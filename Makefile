@@ -64,7 +64,7 @@ CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
 NVCCFLAGS ?= $(OPT) -lineinfo
 ALL_NVCCFLAGS := -std=c++20 -Icommon $(CUDA_ARCH) $(NVCCFLAGS) -Werror cross-execution-space-call \
 	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter
-CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(sort $(wildcard common/nn/cuda/*.cu)))
 CUDA_LIB := $(BUILD)/libfewsam_cuda.a
 GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)

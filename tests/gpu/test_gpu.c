@@ -4,7 +4,9 @@
  * accumulate) and each gradient asked for alone (the others NULL), the
  * fused attention at the global blocks' real size (64 x 64 tokens, 12 heads
  * of 64 dims), and the linear and convolution kernels again under the TF32
- * and BF16 math modes with looser tolerances; then the table's memory
+ * and BF16 math modes with looser tolerances, and with the side stream and
+ * cublasLt off (the plain path) and on operands only 4-byte aligned (the
+ * cublasLt plans depend on alignment); then the table's memory
  * entries, the tensor glue (bitwise equal to the reference, sum_rows within
  * 1e-6 relative) and the optimiser (AdamW over several steps within 1e-6
  * relative, the sum of squares within 1e-12 relative of the reference,
@@ -186,6 +188,47 @@ static void linear(void) {
         }
         free(x), free(w), free(b), free(o);
         fs_cuda_free(dx), fs_cuda_free(dw), fs_cuda_free(db), fs_cuda_free(dout);
+    }
+}
+
+/* The plain path: no side stream, no cublasLt (bias kernel + GemmEx). */
+static void linear_plain(void) {
+    GPU_ONLY();
+    fs_nn_cuda_set_lt(0);
+    fs_nn_cuda_set_streams(0);
+    linear();
+    fs_nn_cuda_set_lt(1);
+    fs_nn_cuda_set_streams(1);
+}
+
+/* Operands one float past an allocation's start: 4-byte aligned only, as
+ * views into a larger tensor can be (cublasLt must pick an algorithm that
+ * allows it, or fall back). */
+static void linear_unaligned(void) {
+    GPU_ONLY();
+    static const size_t cases[][3] = {{7, 13, 5}, {300, 77, 33}, {256, 768, 768}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t M = cases[c][0], K = cases[c][1], N = cases[c][2];
+        float *x = rand_buf(M * K, -1, 1), *w = rand_buf(N * K, -1, 1), *b = rand_buf(N, -1, 1);
+        float *o = nan_buf(M * N);
+        /* [0]: at an allocation's start; [1]: one float past it */
+        float *xin[2] = {dev(x, M * K), dev_nan(M * K + 1)}, *wt[2] = {dev(w, N * K), dev_nan(N * K + 1)};
+        float *out[2] = {dev_nan(M * N), dev_nan(M * N + 1)}, *db = dev_nan(N + 1);
+        CHECK(fs_cuda_to_device(xin[1] + 1, x, M * K * sizeof(float)) == FS_OK);
+        CHECK(fs_cuda_to_device(wt[1] + 1, w, N * K * sizeof(float)) == FS_OK);
+        CHECK(fs_cuda_to_device(db + 1, b, N * sizeof(float)) == FS_OK);
+        fs_nn_ref.linear_forward(o, x, w, b, M, K, N);
+        for (int k = 0; k < 4; k++) { /* input, weight, output unaligned in turn, then all three */
+            int ui = k == 0 || k == 3, uw = k == 1 || k == 3, uo = k == 2 || k == 3;
+            float *dst = out[uo] + uo;
+            fs_nn_cuda.linear_forward(dst, xin[ui] + ui, wt[uw] + uw, db + 1, M, K, N);
+            char label[96];
+            snprintf(label, sizeof label, "unaligned in %d w %d out %d: M%zu K%zu N%zu", ui, uw, uo, M, K, N);
+            COMPARE(label, dst, o, M * N);
+        }
+        free(x), free(w), free(b), free(o);
+        for (int i = 0; i < 2; i++) fs_cuda_free(xin[i]), fs_cuda_free(wt[i]), fs_cuda_free(out[i]);
+        fs_cuda_free(db);
     }
 }
 
@@ -821,6 +864,8 @@ int main(void) {
     RUN(tables);
     RUN(memory);
     RUN(linear);
+    RUN(linear_plain);
+    RUN(linear_unaligned);
     RUN(layernorm);
     RUN(activations);
     RUN(attention);

@@ -3,10 +3,17 @@
  * DEVICE pointer (from fs_cuda_alloc); shapes, layouts and the accumulate
  * semantics of the backward entries are those of nn/nn.h.
  *
- * Execution model: one CUDA stream and one cuBLAS handle per process,
+ * Execution model: one main CUDA stream and cuBLAS handle per process,
  * created on first use (not thread-safe: one host thread drives the GPU).
  * Kernels are queued on that stream and return before they finish;
- * fs_cuda_to_host and fs_cuda_sync wait for them.
+ * fs_cuda_to_host and fs_cuda_sync wait for them. A second stream takes the
+ * weight-gradient products of linear_backward, so that they overlap the
+ * input-gradient product (small LoRA products leave most of the GPU idle);
+ * the entry joins it before returning, so callers see one ordered stream.
+ * The forward product of a linear layer with a bias runs through cublasLt
+ * with the bias added in the product's epilogue (one pass over the output
+ * instead of two); shapes or alignments it has no algorithm for fall back
+ * to cublasGemmEx after a bias kernel.
  *
  * Errors: the kernels' signatures cannot report failure, so a CUDA or cuBLAS
  * error inside an entry prints one line naming the kernel and the error
@@ -28,7 +35,7 @@
  * mode at first use, for programs that have no option for it.
  *
  * Built only when nvcc is present, into libfewsam_cuda.a; link it with
- * -L/usr/local/cuda/lib64 -lcublas -lcudart -lstdc++ (never -lcuda). */
+ * -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++ (never -lcuda). */
 #ifndef FS_NN_CUDA_H
 #define FS_NN_CUDA_H
 
@@ -57,6 +64,12 @@ const char *fs_cuda_device_name(void);
  * unknown name (the setting is then unchanged). */
 int fs_nn_cuda_set_math(const char *mode);
 const char *fs_nn_cuda_math(void);
+
+/* The side stream (FEWSAM_CUDA_STREAMS=0 at start-up turns it off) and the
+ * fused-bias cublasLt products (FEWSAM_CUDA_LT=0): on by default; off runs
+ * the plain path, for tests and benchmarks that compare the two. */
+void fs_nn_cuda_set_streams(int on);
+void fs_nn_cuda_set_lt(int on);
 
 /* Device memory. fs_cuda_alloc(0) returns a valid unique pointer;
  * fs_cuda_free(NULL) does nothing. Copies wait for the stream first, so

@@ -1,5 +1,5 @@
-/* The CUDA backend's runtime: device detection, the process's stream and
- * cuBLAS handle, error reporting, device memory helpers, the scratch buffer
+/* The CUDA backend's runtime: device detection, the process's streams and
+ * cuBLAS handles, error reporting, device memory helpers, the scratch buffer
  * and the cuBLAS wrappers. */
 #include <unordered_map>
 #include <limits.h>
@@ -17,6 +17,17 @@ extern "C" {
 static int g_available = -1;
 static cudaStream_t g_stream;
 static cublasHandle_t g_blas;
+/* The side stream: products that need not wait for the main stream's next
+ * kernels (weight gradients) run there, overlapping them. */
+static cudaStream_t g_side;
+static cublasHandle_t g_side_blas;
+static cudaEvent_t g_fork, g_join;
+static int g_streams = 1; /* FEWSAM_CUDA_STREAMS=0 turns the side stream off */
+static int g_side_open;
+static cublasLtHandle_t g_lt;
+static int g_use_lt = 1; /* FEWSAM_CUDA_LT=0 turns the fused-bias products off */
+static void *g_lt_ws;
+static const size_t LT_WORKSPACE = (size_t)32 << 20; /* NVIDIA's advice for Hopper */
 static int g_sync_each = -1; /* FEWSAM_CUDA_SYNC=1 */
 static float *g_scratch;
 static size_t g_scratch_n;
@@ -90,8 +101,20 @@ static void init_once(void) {
     fs_cu_check(cudaStreamCreate(&g_stream), "init: cudaStreamCreate");
     fs_cu_blas_check(cublasCreate(&g_blas), "init: cublasCreate");
     fs_cu_blas_check(cublasSetStream(g_blas, g_stream), "init: cublasSetStream");
+    fs_cu_check(cudaStreamCreate(&g_side), "init: cudaStreamCreate (side)");
+    fs_cu_blas_check(cublasCreate(&g_side_blas), "init: cublasCreate (side)");
+    fs_cu_blas_check(cublasSetStream(g_side_blas, g_side), "init: cublasSetStream (side)");
+    fs_cu_check(cudaEventCreateWithFlags(&g_fork, cudaEventDisableTiming), "init: cudaEventCreate");
+    fs_cu_check(cudaEventCreateWithFlags(&g_join, cudaEventDisableTiming), "init: cudaEventCreate");
+    fs_cu_blas_check(cublasLtCreate(&g_lt), "init: cublasLtCreate");
+    fs_cu_check(cudaMalloc(&g_lt_ws, LT_WORKSPACE), "init: cublasLt workspace");
+    account(g_lt_ws, LT_WORKSPACE);
     const char *s = getenv("FEWSAM_CUDA_SYNC");
     g_sync_each = s && s[0] == '1';
+    const char *st = getenv("FEWSAM_CUDA_STREAMS");
+    if (st && st[0] == '0') g_streams = 0;
+    const char *lt = getenv("FEWSAM_CUDA_LT");
+    if (lt && lt[0] == '0') g_use_lt = 0;
     const char *m = getenv("FEWSAM_CUDA_MATH");
     if (m && m[0] && fs_nn_cuda_set_math(m)) fs_cu_die("FEWSAM_CUDA_MATH", fs_error_msg());
 }
@@ -108,7 +131,43 @@ cublasHandle_t fs_cu_blas(void) {
 
 void fs_cu_launched(const char *kernel) {
     fs_cu_check(cudaGetLastError(), kernel);
-    if (g_sync_each > 0) fs_cu_check(cudaStreamSynchronize(g_stream), kernel);
+    if (g_sync_each > 0) fs_cu_check(cudaDeviceSynchronize(), kernel); /* both streams */
+}
+
+cublasHandle_t fs_cu_side_begin(const char *what) {
+    init_once();
+    if (!g_streams) return g_blas;
+    if (g_side_open) fs_cu_die(what, "the side stream is open already (fs_cu_side_end missing)");
+    g_side_open = 1;
+    fs_cu_check(cudaEventRecord(g_fork, g_stream), what);
+    fs_cu_check(cudaStreamWaitEvent(g_side, g_fork, 0), what);
+    return g_side_blas;
+}
+
+void fs_cu_side_end(const char *what) {
+    if (!g_streams) return;
+    if (!g_side_open) fs_cu_die(what, "the side stream is not open");
+    g_side_open = 0;
+    fs_cu_check(cudaEventRecord(g_join, g_side), what);
+    fs_cu_check(cudaStreamWaitEvent(g_stream, g_join, 0), what);
+}
+
+extern "C" void fs_nn_cuda_set_streams(int on) { g_streams = on != 0; }
+extern "C" void fs_nn_cuda_set_lt(int on) { g_use_lt = on != 0; }
+
+int fs_cu_lt_on(void) { return g_use_lt; }
+
+cublasLtHandle_t fs_cu_lt(void **workspace, size_t *bytes) {
+    init_once();
+    *workspace = g_lt_ws;
+    *bytes = LT_WORKSPACE;
+    return g_lt;
+}
+
+cublasComputeType_t fs_cu_compute_type(void) {
+    return g_math == MATH_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
+           : g_math == MATH_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                 : CUBLAS_COMPUTE_32F;
 }
 
 extern "C" int fs_nn_cuda_set_math(const char *mode) {
@@ -238,18 +297,21 @@ static int dim(size_t n, const char *what) {
 
 void fs_cu_gemm(const char *what, bool ta, bool tb, size_t M, size_t N, size_t K, float alpha, const float *A,
                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    fs_cu_gemm_on(fs_cu_blas(), what, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void fs_cu_gemm_on(cublasHandle_t h, const char *what, bool ta, bool tb, size_t M, size_t N, size_t K, float alpha,
+                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     if (M == 0 || N == 0) return;
     if (K == 0) {
         if (beta == 1.0f) return;
         /* an empty sum: C = beta * C, which cuBLAS does for k = 0 */
     }
-    cublasComputeType_t ct = g_math == MATH_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
-                             : g_math == MATH_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
-                                                   : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t ct = fs_cu_compute_type();
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap
      * the operands; a stored row-major matrix read column-major is its
      * transpose, so the transpose flags carry over unchanged. */
-    cublasStatus_t s = cublasGemmEx(fs_cu_blas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+    cublasStatus_t s = cublasGemmEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                     dim(N, what), dim(M, what), dim(K, what), &alpha, B, CUDA_R_32F,
                                     dim(ldb ? ldb : 1, what), A, CUDA_R_32F, dim(lda ? lda : 1, what), &beta, C,
                                     CUDA_R_32F, dim(ldc ? ldc : 1, what), ct, CUBLAS_GEMM_DEFAULT);
