@@ -311,13 +311,16 @@ static int score_case(scorer *S, size_t i, fs_class_scores *all, fs_class_scores
     }
     if (!rc) {
         const size_t *sh = t.label.shape;
-        rc = fs_metrics_case(pred.data, t.label.data, sh, sp, S->meta.n_classes, all);
+        if (S->o.classes) { /* only the classes asked for: HD95 is the costly part */
+            for (size_t k = 0; k < S->n_ids && !rc; k++)
+                rc = fs_metrics_class(pred.data, t.label.data, sh, sp, S->ids[k], &picked[k]);
+        } else {
+            rc = fs_metrics_case(pred.data, t.label.data, sh, sp, S->meta.n_classes, all);
+            for (size_t k = 0; k < S->n_ids && !rc; k++) picked[k] = all[S->ids[k] - 1];
+        }
         if (rc) fs_error_wrap("scoring case '%s'", id);
     }
-    if (!rc) {
-        for (size_t k = 0; k < S->n_ids; k++) picked[k] = all[S->ids[k] - 1];
-        rc = fs_report_add_case(&S->report, id, picked);
-    }
+    if (!rc) rc = fs_report_add_case(&S->report, id, picked);
     if (!rc) {
         double d = 0, h = 0;
         for (size_t k = 0; k < S->n_ids; k++) d += picked[k].dsc, h += picked[k].hd95_mm;
