@@ -251,7 +251,7 @@ void fs_slice_writer_abort(fs_slice_writer *w) {
     writer_free(w);
 }
 
-int fs_slices_read(const char *path, fs_slices *s) {
+static int slices_read(const char *path, fs_slices *s, int with_image) {
     memset(s, 0, sizeof *s);
     fs_h5 *f;
     if (fs_h5_open(&f, path)) return FS_ERR;
@@ -271,7 +271,7 @@ int fs_slices_read(const char *path, fs_slices *s) {
         s->n = si[0];
         s->h = si[1];
         s->w = si[2];
-        rc = fs_h5_read(f, "image", &s->image);
+        if (with_image) rc = fs_h5_read(f, "image", &s->image);
     }
     if (!rc) rc = fs_h5_read(f, "label", &s->label);
     fs_tensor t = {0};
@@ -289,6 +289,10 @@ int fs_slices_read(const char *path, fs_slices *s) {
     }
     return FS_OK;
 }
+
+int fs_slices_read(const char *path, fs_slices *s) { return slices_read(path, s, 1); }
+
+int fs_slices_read_labels(const char *path, fs_slices *s) { return slices_read(path, s, 0); }
 
 void fs_slices_free(fs_slices *s) {
     if (!s) return;

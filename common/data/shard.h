@@ -47,6 +47,9 @@ typedef struct {
 } fs_slices;
 
 int fs_slices_read(const char *path, fs_slices *s);
+/* The same without the images (s->image stays empty), for passes that look
+ * at labels only: a fifth of the bytes. */
+int fs_slices_read_labels(const char *path, fs_slices *s);
 void fs_slices_free(fs_slices *s);
 
 /* ---- fewsam.volume: a test case in canonical orientation ---- */

@@ -114,8 +114,8 @@ int main(int argc, char **argv) {
         shard_info *s = &shards[n_shards];
         fs_path_join(s->path, sizeof s->path, dir, names[i]);
         snprintf(s->rel, sizeof s->rel, "%s%s", sub, names[i]);
-        fs_slices sl;
-        if (fs_slices_read(s->path, &sl)) fs_cli_die();
+        fs_slices sl; /* labels only: the images of the few chosen slices are read below */
+        if (fs_slices_read_labels(s->path, &sl)) fs_cli_die();
         if (n_shards == 0) {
             fs_shard_meta_copy(&meta, &sl.meta);
             if (meta.n_classes > 64) {

@@ -94,6 +94,13 @@ static void slices_roundtrip(void) {
             CHECK(((uint8_t *)s.label.data)[k * H * W + i] == (k + i) % 3);
         }
     }
+    /* labels only: the same labels, ids and indices, no image */
+    fs_slices l;
+    CHECK(fs_slices_read_labels(p, &l) == FS_OK);
+    CHECK(l.n == N && l.h == H && l.w == W && l.image.data == NULL && l.meta.n_classes == 3);
+    CHECK(fs_shape_equal(&s.label, &l.label) && !memcmp(s.label.data, l.label.data, (size_t)N * H * W));
+    CHECK(!memcmp(s.slice_index, l.slice_index, N * sizeof *l.slice_index) && !strcmp(l.case_ids[N - 1], "case0002"));
+    fs_slices_free(&l);
     fs_slices_free(&s);
 }
 
@@ -324,6 +331,8 @@ static void slices_reject_inconsistent_lengths(void) {
     CHECK(fs_h5_commit(f) == FS_OK);
     fs_slices s;
     CHECK(fs_slices_read(p, &s) == FS_ERR);
+    CHECKF(msg_has("ids.h5", "'case_id' has 2 entries for 3 slices"), "%s", fs_error_msg());
+    CHECK(fs_slices_read_labels(p, &s) == FS_ERR); /* the labels-only read checks as much */
     CHECKF(msg_has("ids.h5", "'case_id' has 2 entries for 3 slices"), "%s", fs_error_msg());
 }
 
