@@ -25,6 +25,10 @@
 # gradients; the frozen weights need no weight gradients; the LoRA and
 # mask-decoder products, under 1%, are left out).
 #
+# One more row, "plain 512 x1" (tf32), runs the training step again with
+# cublasLt's fused bias and the side stream turned off (FEWSAM_CUDA_LT=0
+# FEWSAM_CUDA_STREAMS=0): a line under the table says what they bring.
+#
 # Without a GPU it prints one line saying so and exits 0. PyTorch: python3
 # on PATH, else /usr/bin/python3 (BENCH_GPU_PYTHON names another); without a
 # CUDA torch the torch columns say n/a. Each process has a timeout (BENCH_GPU_TIMEOUT, 120 s, less when the
@@ -34,6 +38,9 @@
 # writes $BUILD/bench/gpu.json; the raw output of every process stays in
 # $BUILD/bench/gpu/. Exits 1 only when no fewsam measurement succeeded.
 #
+# BENCH_GPU_ROWS="train 512 1;plain 512 1" runs only the rows listed;
+# BENCH_GPU_OUT puts gpu.json and gpu/ elsewhere than $BUILD/bench.
+#
 # BENCH_GPU_DRY=1: the same script on the CPU build (build/bench/, backend
 # BENCH_GPU_DRY_BACKEND: cpu, or guard for the device-memory path), torch on
 # the CPU, 2 encoder blocks, 256 and 128 px, batch 1 and 2, fp32, 1 rep: a
@@ -42,7 +49,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
-OUT=$BUILD/bench
+OUT=${BENCH_GPU_OUT:-$BUILD/bench}
 RAW=$OUT/gpu
 DRY=${BENCH_GPU_DRY:-0}
 BUDGET=${BENCH_GPU_BUDGET:-270}
@@ -54,7 +61,8 @@ if [ "$DRY" = 1 ]; then
   DEPTH=2 REPS=${BENCH_GPU_REPS:-1} THREADS=${BENCH_GPU_THREADS:-2}
   MATHS=fp32 BIG_MATHS=fp32
   MMN=(--matmul-n 256)
-  ROWS=("encoder 256 1" "train 256 1" "encoder 128 1" "train 128 1"
+  PLAIN_MATH=fp32
+  ROWS=("encoder 256 1" "train 256 1" "encoder 128 1" "train 128 1" "plain 128 1"
         "encoder 256 2" "encoder 128 2" "train 256 2" "train 128 2")
 else
   BIN=$BUILD/cuda-bench
@@ -64,9 +72,11 @@ else
   MATHS=${BENCH_GPU_MATHS:-fp32,tf32,bf16} BIG_MATHS=${BENCH_GPU_BIG_MATHS:-tf32,bf16}
   MMN=()
   # most telling first: when the budget runs out, the larger batches go
-  ROWS=("encoder 1024 1" "train 1024 1" "encoder 512 1" "train 512 1"
+  PLAIN_MATH=tf32
+  ROWS=("encoder 1024 1" "train 1024 1" "encoder 512 1" "train 512 1" "plain 512 1"
         "encoder 1024 4" "encoder 512 8" "train 1024 2" "train 512 4")
 fi
+[ -z "${BENCH_GPU_ROWS:-}" ] || IFS=';' read -r -a ROWS <<<"$BENCH_GPU_ROWS"
 export OMP_NUM_THREADS=$THREADS
 for b in "$BIN/bench_encoder" "$BIN/bench_train"; do
   [ -x "$b" ] || { echo "gpu.sh: error: $b not built (make CUDA=1; for the dry run: make $b)" >&2; exit 1; }
@@ -125,6 +135,13 @@ for row in "${ROWS[@]}"; do
   maths=$MATHS
   [ "$batch" = 1 ] || maths=$BIG_MATHS
   tag=${what}_${img}_b${batch}
+  if [ "$what" = plain ]; then # fewsam only: the A/B of its own options
+    echo "  [$((SECONDS - START))s] train $img x$batch ($PLAIN_MATH), plain path: fewsam..." >&2
+    run_one "$RAW/$tag.fewsam" env FEWSAM_CUDA_LT=0 FEWSAM_CUDA_STREAMS=0 "$BIN/bench_train" --steps "$REPS" \
+      --warmup 1 --backend "$BACKEND" --img "$img" --batch "$batch" --math "$PLAIN_MATH" --depth "$DEPTH" "${MMN[@]}"
+    files+=("$what:$img:$batch:$PLAIN_MATH:$RAW/$tag")
+    continue
+  fi
   if [ "$what" = encoder ]; then
     fcmd=("$BIN/bench_encoder" --reps "$REPS")
     tcmd=(tests/bench/encoder_torch.py --reps "$REPS")
@@ -204,10 +221,14 @@ def read(path):
 rows, notes = [], []
 rates = {}  # mode -> {"fewsam": best, "torch": best}
 device, torch_version = None, None
+plain = []  # (img, batch, mode, JSON or None, status)
 for spec in specs:
     what, img, batch, maths, base = spec.split(":", 4)
     img, batch = int(img), int(batch)
     f_lines, f_st = read(base + ".fewsam")
+    if what == "plain":
+        plain.append((img, batch, maths, f_lines.get(maths), f_st))
+        continue
     t_lines, t_st = read(base + ".torch")
     for mode in maths.split(","):
         f, t = f_lines.get(mode), t_lines.get(mode)
@@ -314,6 +335,17 @@ if failures:
         print(f"- {x}")
 for x in notes:
     print(x)
+for img, batch, mode, d, st in plain:
+    r = next((r for r in rows if (r["what"], r["img"], r["batch"], r["math"]) == ("train", img, batch, mode)), None)
+    fast, slow = ips(r["fewsam"]) if r and not r["fewsam_status"] else None, ips(d)
+    if fast and slow:
+        print(f"\nTraining step {img} x{batch} {mode}: {fast:.2f} img/s with cublasLt's fused bias and the side "
+              f"stream, {slow:.2f} img/s without them (FEWSAM_CUDA_LT=0 FEWSAM_CUDA_STREAMS=0): {fast / slow:.3f}x"
+              + (" (dry run: on the CPU the two are the same code)" if dry else ""))
+        results.append({"name": f"gpu_train_{img}_batch{batch}_{mode}_lt_streams_speedup", "unit": "img/s",
+                        "fewsam": fast, "baseline": slow, "ratio": round(fast / slow, 3)})
+    else:
+        print(f"\nTraining step {img} x{batch} {mode}, plain path: not measured ({st or 'no result'})")
 
 doc = {"device": device, "torch_version": torch_version, "dry_run": dry, "reps": reps, "depth": depth,
        "seconds": int(elapsed), "matmul_tflops": {m: {**rates[m], "card": card(m)} for m in rates},
