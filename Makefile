@@ -149,6 +149,40 @@ test-gpu bench-gpu:
 	@echo "make $@: the CUDA build is off (CUDA=$(CUDA); nvcc: $(NVCC))" >&2; exit 1
 endif
 
+# The CUDA kernels without a GPU: tests/gpu/emu/ emulates the CUDA runtime,
+# device language and cuBLAS on the CPU (each GPU thread a fiber, warps and
+# barriers that wait as on a GPU, shared-memory limits), so the suite runs
+# test_gpu.c's kernel checks against the CUDA sources themselves on every
+# machine (tests/e2e/cuda_emulated.sh). g++ compiles the sources after a
+# mechanical rewrite (transform.py: launches, __shared__); x86-64 only (the
+# fibers switch stacks in assembly). Not a GPU: it shows logic errors, not
+# speed, races the emulated schedules miss, or nvcc's code generation.
+EMU := $(BUILD)/emu
+EMU_SRC := $(sort $(wildcard common/nn/cuda/*.cu))
+EMU_OBJ := $(EMU_SRC:common/nn/cuda/%.cu=$(EMU)/obj/%.o) $(EMU)/obj/emu_runtime.o $(EMU)/obj/emu_blas.o
+EMU_CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -include tests/gpu/emu/include/cuda_runtime.h -D__CUDACC__ \
+  -D__CUDA_ARCH__=900 -Itests/gpu/emu/include -Itests/gpu/emu -Icommon -mfma -ffp-contract=fast \
+  -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas $(if $(SAN),-fsanitize=address -fno-omit-frame-pointer)
+EMU_OK := $(shell [ "$$(uname -m)" = x86_64 ] && grep -qw fma /proc/cpuinfo 2>/dev/null && echo 1)
+$(EMU)/gen/%.cpp: common/nn/cuda/%.cu tests/gpu/emu/transform.py
+	@mkdir -p $(dir $@)
+	python3 tests/gpu/emu/transform.py $< $@
+$(EMU)/gen/selftest.cpp: tests/gpu/emu/selftest.cu tests/gpu/emu/transform.py
+	@mkdir -p $(dir $@)
+	python3 tests/gpu/emu/transform.py $< $@
+$(EMU)/obj/%.o: $(EMU)/gen/%.cpp
+	@mkdir -p $(dir $@)
+	g++ $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
+$(EMU)/obj/emu_%.o: tests/gpu/emu/%.cpp
+	@mkdir -p $(dir $@)
+	g++ $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
+$(EMU)/test_gpu: $(BUILD)/obj/tests/gpu/test_gpu.o $(EMU_OBJ) $(LIB)
+	g++ -fopenmp -o $@ $< $(EMU_OBJ) $(LIB) $(LDLIBS)
+$(EMU)/selftest: $(EMU)/obj/selftest.o $(EMU)/obj/emu_runtime.o $(EMU)/obj/emu_blas.o
+	g++ -fopenmp -o $@ $^ $(LDLIBS)
+-include $(wildcard $(EMU)/obj/*.d)
+test check: $(if $(EMU_OK),$(EMU)/test_gpu $(EMU)/selftest)
+
 # Benchmarks against PyTorch on the same machine and threads; ratios and
 # build/bench/results.json ("ratio" > 1: fewsam is better).
 BENCH_BIN := $(BUILD)/bench/bench_encoder $(BUILD)/bench/bench_train $(BUILD)/bench/bench_wire $(BUILD)/bench/bench_synth
