@@ -180,8 +180,17 @@ $(EMU)/test_gpu: $(BUILD)/obj/tests/gpu/test_gpu.o $(EMU_OBJ) $(LIB)
 	g++ -fopenmp -o $@ $< $(EMU_OBJ) $(LIB) $(LDLIBS)
 $(EMU)/selftest: $(EMU)/obj/selftest.o $(EMU)/obj/emu_runtime.o $(EMU)/obj/emu_blas.o
 	g++ -fopenmp -o $@ $^ $(LDLIBS)
+# and the programs that run the model, on the emulated CUDA backend: the
+# model's device path (memory, glue, optimiser entries; uploads) end to end
+EMU_STAGE_BINS := $(CUDA_STAGES:%=$(EMU)/bin/%)
+define emu_stage_rule
+$(EMU)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard stages/$(1)/*.c)) $(EMU_OBJ) $(LIB)
+	@mkdir -p $$(dir $$@)
+	g++ -fopenmp -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
+endef
+$(foreach s,$(CUDA_STAGES),$(eval $(call emu_stage_rule,$(s))))
 -include $(wildcard $(EMU)/obj/*.d)
-test check: $(if $(EMU_OK),$(EMU)/test_gpu $(EMU)/selftest)
+test check: $(if $(EMU_OK),$(EMU)/test_gpu $(EMU)/selftest $(EMU_STAGE_BINS))
 
 # Benchmarks against PyTorch on the same machine and threads; ratios and
 # build/bench/results.json ("ratio" > 1: fewsam is better).

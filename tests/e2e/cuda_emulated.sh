@@ -8,6 +8,7 @@
 # says the kernels' logic is right; only a GPU says they run there.
 # attention_global (64x64 tokens, 12 heads) takes about 11 minutes under
 # emulation on 2 cores: it reports itself skipped unless FEWSAM_EMU_FULL=1.
+# Then the model itself through the emulated CUDA backend (tests/gpu/run).
 . tests/lib.sh
 BUILD=${BUILD:-$(dirname "$BIN")}
 E=$BUILD/emu
@@ -55,5 +56,19 @@ for sched in "${scheds[@]}"; do
     pass "cuda_kernels_emulated_$sched"
   fi
 done
+# The model on the emulated backend: tests/gpu/run's checks (golden files
+# through the CUDA path, a LoRA run against the CPU's, resume bit for bit,
+# the predictor against the CPU's) with the emulated CUDA builds of golden,
+# trainer and predictor.
+if [ ! -x "$E/bin/golden" ] || [ ! -x "$E/bin/trainer" ] || [ ! -x "$E/bin/predictor" ]; then
+  fail cuda_model_emulated "$E/bin/{golden,trainer,predictor} are not built"
+else
+  out=$(FEWSAM_GPU_BIN=$E/bin FEWSAM_GPU_BACKEND=cuda FEWSAM_GPU_KERNELS=0 FEWSAM_TEST_TMP=$D/model BUILD=$BUILD \
+    timeout 900 tests/gpu/run 2>&1); rc=$?
+  grep -E '^# ' <<<"$out"
+  grep -E '^(ok|FAIL|skip) ' <<<"$out" | sed -E 's/^(ok|FAIL|skip) /\1 emulated_/'
+  [ $rc -eq 0 ] || [ -n "$(grep -E '^FAIL ' <<<"$out")" ] || fail cuda_model_emulated "tests/gpu/run exited $rc: $(tail -2 <<<"$out")"
+  failures=$((failures + $(grep -cE '^FAIL ' <<<"$out")))
+fi
 if [ -n "$skip_list" ]; then skip cuda_attention_global_emulated "about 11 minutes under emulation (FEWSAM_EMU_FULL=1 runs it)"; fi
 finish
