@@ -1,7 +1,15 @@
 /* The emulator's runtime: fibers that run each CUDA thread of a block as its
  * own execution context, block barriers and warp rendezvous, shared memory,
  * kernel launches over a pool of host threads, streams and events, device
- * memory. The knobs (EMU_* environment) are listed in tests/gpu/emu/run. */
+ * memory. How it is built and run: the Makefile's EMU rules and
+ * tests/e2e/cuda_emulated.sh. Findings print as "EMU ERROR" / "EMU FATAL" on
+ * stderr, and an "EMU SUMMARY" line at exit. Knobs (environment):
+ *   EMU_ORDER=rev        blocks and threads scheduled last to first
+ *   EMU_DEFER_STREAM=k   the k-th stream created runs as late as the events
+ *                        waited on allow (2: fewsam's side stream)
+ *   EMU_THREADS=n        host threads running blocks (default: the cores)
+ *   EMU_STACK_KB=n       each fiber's stack (64, 256 under ASan)
+ *   EMU_VERBOSE=1        one line per launch */
 #include <assert.h>
 #include <float.h>
 #include <pthread.h>
