@@ -1,7 +1,8 @@
 """Synthesis streamed into the trainer, with real processes and sockets:
 the trainer's parameters are the same bytes whether it synthesizes itself
 (--synth) or takes the samples from 1 or 3 synthesizer processes
-(--stream), and when one of them is killed mid-run; a slow trainer keeps
+(--stream), when one of them is killed mid-run, and when one hangs
+(SIGSTOP) and another joins late; a slow trainer keeps
 its own and the synthesizers' memory flat (credit); malformed messages sent
 to the trainer (test_wire --evil) and to a synthesizer (test_wire
 --evil-trainer) are rejected and logged and both go on; synthesizers with
@@ -169,6 +170,38 @@ def sigkill_of_a_synthesizer_changes_nothing():
     log = text(out + ".log")
     dropped = int(log.split(" joined, ")[1].split()[0])
     assert dropped >= 1, log[-1500:]
+    same_parameters(ref, out)
+
+
+@test
+def hung_synthesizer_is_dropped_and_a_late_one_used():
+    """SIGSTOP one of two synthesizers mid-run: the trainer drops it after the
+    peer timeout and asks its outstanding indices of the other; a third
+    started later joins and makes samples. The parameters equal the
+    in-process run's."""
+    ref = reference(60)
+    out = os.path.join(base, "hung")
+    e = ep("hung")
+    t = trainer(out, "--iters", 60, "--stream", e, "--heartbeat-ms", "100", "--peer-timeout-ms", "1000",
+                "--debug-sleep-ms", "15", "--credit", "8")
+    ss = [synthesizer(e, f"h{k}") for k in range(2)]
+    try:
+        wait_for(lambda: steps_done(out) >= 10, what="10 steps")
+        ss[0].send_signal(signal.SIGSTOP)
+        wait_for(lambda: steps_done(out) >= 25, what="25 steps after the stop")
+        late = synthesizer(e, "late")
+        assert wait(t) == 0, text(out + ".log")
+        assert wait(late, 10) == 0 and wait(ss[1], 10) == 0
+    finally:
+        ss[0].send_signal(signal.SIGCONT)
+        ss[0].kill()
+        ss[0].wait()
+    log = text(out + ".log")
+    dropped = int(log.split(" joined, ")[1].split()[0])
+    joined = int(log.split("synthesizers: ")[1].split()[0])
+    assert dropped >= 1 and joined == 3, log[-1500:]
+    made_late = int(text(os.path.join(base, "late.log")).split("made ")[1].split()[0])
+    assert made_late > 0, text(os.path.join(base, "late.log"))[-500:]
     same_parameters(ref, out)
 
 
