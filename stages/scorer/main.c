@@ -262,7 +262,8 @@ static int same_classes(const fs_shard_meta *a, const fs_shard_meta *b) {
     return 1;
 }
 
-static int score_case(scorer *S, size_t i, fs_class_scores *all, fs_class_scores *picked) {
+/* Case i's scores of the chosen classes into scores[n_ids]. */
+static int score_case(scorer *S, size_t i, fs_class_scores *scores) {
     const char *id = S->cases[i];
     char tpath[4096], ppath[4096], name[1024];
     snprintf(name, sizeof name, "%s.h5", id);
@@ -313,17 +314,16 @@ static int score_case(scorer *S, size_t i, fs_class_scores *all, fs_class_scores
         const size_t *sh = t.label.shape;
         if (S->o.classes) { /* only the classes asked for: HD95 is the costly part */
             for (size_t k = 0; k < S->n_ids && !rc; k++)
-                rc = fs_metrics_class(pred.data, t.label.data, sh, sp, S->ids[k], &picked[k]);
-        } else {
-            rc = fs_metrics_case(pred.data, t.label.data, sh, sp, S->meta.n_classes, all);
-            for (size_t k = 0; k < S->n_ids && !rc; k++) picked[k] = all[S->ids[k] - 1];
+                rc = fs_metrics_class(pred.data, t.label.data, sh, sp, S->ids[k], &scores[k]);
+        } else { /* every class, 1..n_classes - 1 in order: the ids */
+            rc = fs_metrics_case(pred.data, t.label.data, sh, sp, S->meta.n_classes, scores);
         }
         if (rc) fs_error_wrap("scoring case '%s'", id);
     }
-    if (!rc) rc = fs_report_add_case(&S->report, id, picked);
+    if (!rc) rc = fs_report_add_case(&S->report, id, scores);
     if (!rc) {
         double d = 0, h = 0;
-        for (size_t k = 0; k < S->n_ids; k++) d += picked[k].dsc, h += picked[k].hd95_mm;
+        for (size_t k = 0; k < S->n_ids; k++) d += scores[k].dsc, h += scores[k].hd95_mm;
         fs_info("%s: DSC %.2f%%, HD95 %.2f mm (case %zu of %zu)", id, 100 * d / (double)S->n_ids,
                 h / (double)S->n_ids, i + 1, S->n_cases);
     }
@@ -355,10 +355,9 @@ int main(int argc, char **argv) {
             fs_cli_die();
         }
 
-    /* class 1..255 scores of a case, and the scored subset */
-    fs_class_scores all[255], picked[255];
+    fs_class_scores scores[255]; /* of one case */
     for (size_t i = 0; i < S.n_cases; i++)
-        if (score_case(&S, i, all, picked)) fs_cli_die();
+        if (score_case(&S, i, scores)) fs_cli_die();
     for (size_t i = 0; i < S.o.n_compare; i++)
         if (fs_report_add_compare(&S.report, S.o.compare_name[i], S.o.compare_path[i])) fs_cli_die();
     if (fs_mkdirs(S.o.out) || fs_report_write_dir(&S.report, S.o.out)) fs_cli_die();
