@@ -1,6 +1,6 @@
 /* Image preprocessing shared by the loaders, the synthesizer and the
  * predictor: robust intensity ranges, CT windowing, MR foreground
- * normalisation, slice resizing with PyTorch's rules, label remapping.
+ * normalisation, label remapping (slices are resized with image/resize.h).
  * Pure functions over caller-owned arrays: no I/O, no global state. */
 #ifndef FS_PREPROCESS_H
 #define FS_PREPROCESS_H

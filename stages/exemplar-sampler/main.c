@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
         shard_info *s = &shards[n_shards];
         fs_path_join(s->path, sizeof s->path, dir, names[i]);
         snprintf(s->rel, sizeof s->rel, "%s%s", sub, names[i]);
-        fs_slices sl; /* labels only: the images of the few chosen slices are read below */
+        fs_slices sl; /* labels only: images are read below, from the shards of chosen slices */
         if (fs_slices_read_labels(s->path, &sl)) fs_cli_die();
         if (n_shards == 0) {
             fs_shard_meta_copy(&meta, &sl.meta);
@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
                 fs_cli_die();
             }
         }
-        /* fs_slices_read has checked every label against the classes (at
+        /* fs_slices_read_labels has checked every label against the classes (at
          * most 64), so each is a bit of the mask */
         const uint8_t *lab = sl.label.data;
         for (size_t k = 0; k < sl.n; k++) {
