@@ -220,15 +220,24 @@ void fs_warp_pair(const float *src, const uint8_t *lab, size_t sh, size_t sw, fl
     warp_rows(src, lab, sh, sw, NULL, dst, dl, dh, dw, ds, ox, oy, m);
 }
 
+/* 1 when x is +0.0 exactly (the bytes of zero; -0.0 counts as content).
+ * memcpy, not a pointer cast: reading a float through a uint32_t pointer
+ * breaks the aliasing rule; the copy compiles to the same load. */
+static inline int is_zero_bits(const float *x) {
+    uint32_t u;
+    memcpy(&u, x, sizeof u);
+    return u == 0;
+}
+
 void fs_warp_support(const float *src, const uint8_t *lab, size_t h, size_t w, fs_support *sup) {
     long x0 = (long)w, y0 = (long)h, x1 = -1, y1 = -1;
     for (size_t r = 0; r < h; r++) {
-        const uint32_t *bits = (const uint32_t *)(const void *)(src + r * w);
+        const float *s = src + r * w;
         const uint8_t *l = lab ? lab + r * w : NULL;
         size_t a = 0, b = w;
-        while (a < b && !bits[a] && (!l || !l[a])) a++;
+        while (a < b && is_zero_bits(s + a) && (!l || !l[a])) a++;
         if (a == b) continue;
-        while (b > a && !bits[b - 1] && (!l || !l[b - 1])) b--;
+        while (b > a && is_zero_bits(s + b - 1) && (!l || !l[b - 1])) b--;
         if ((long)a < x0) x0 = (long)a;
         if ((long)b - 1 > x1) x1 = (long)b - 1;
         if (y0 > (long)r) y0 = (long)r;
