@@ -49,6 +49,11 @@ static inline const float *fs_sam_kpe(const fs_sam *m) { return m->dev ? m->d_im
 static inline float **fs_sam_params_twin(fs_sam_params *q, const fs_sam_params *p, const fs_sam_tensor_info *e) {
     return (float **)((char *)q + ((const char *)e->slot - (const char *)p));
 }
+/* 1 when ops's kernels can read m where it is: bound to ops (a device
+ * backend), or unbound (a host backend). */
+static inline int fs_sam_bound_to(const fs_sam *m, const fs_nn_ops *ops) {
+    return ops->device ? m->dev == ops : m->dev == NULL;
+}
 /* Binds m where ops runs when it is not there yet (a device backend, or a
  * host backend for a model bound to a device). */
 int fs_sam_ensure_bound(fs_sam *m, const fs_nn_ops *ops);

@@ -89,7 +89,7 @@ int fs_sam_bind(fs_sam *m, const fs_nn_ops *ops) {
 }
 
 int fs_sam_ensure_bound(fs_sam *m, const fs_nn_ops *ops) {
-    if (ops->device ? m->dev == ops : m->dev == NULL) return FS_OK;
+    if (fs_sam_bound_to(m, ops)) return FS_OK;
     return fs_sam_bind(m, ops);
 }
 

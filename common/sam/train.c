@@ -95,7 +95,7 @@ int fs_train_dec_reserve(fs_train *t, size_t T) {
 
 void fs_train_free(fs_train *t) {
     if (!t) return;
-    if (t->counted) t->m->trainers--;
+    t->m->trainers--;
     const fs_nn_ops *mem = fs_sam_mem(t->m);
     if (t->m->dev) {
         mem->free(t->dlora.arena);
@@ -133,8 +133,10 @@ static void lora_view(const fs_lora *l, float *arena, fs_lora *out) {
 /* dlora: the adapters in backend memory, bound as lora is. */
 static int lora_to_backend(fs_train *t) {
     const fs_nn_ops *dev = t->m->dev;
-    t->dlora = t->lora;
-    if (!dev) return FS_OK;
+    if (!dev) {
+        t->dlora = t->lora;
+        return FS_OK;
+    }
     size_t n = t->lora.table.total;
     float *arena = fs_sam_dalloc(t->m, n ? n : 1, "the LoRA adapters");
     if (!arena) return FS_ERR;
@@ -177,6 +179,7 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
     fs_train *t = calloc(1, sizeof *t);
     if (!t) return fs_error("out of memory for the training state");
     t->m = m;
+    m->trainers++;
     t->cfg = *tc;
     /* the decoder mode alone decides whether the decoder has adapters */
     t->cfg.lora.decoder = tc->decoder == FS_TRAIN_DECODER_LORA;
@@ -273,8 +276,6 @@ int fs_train_create(fs_train **out, fs_sam *m, const fs_train_config *tc) {
         fs_info("trainable parameters: %zu (LoRA %zu: rank %zu, scale %g; mask decoder %zu, %s); activations %zu MiB",
                 t->nparams, t->n_lora, tc->lora.rank, (double)tc->lora.scale, t->n_dec, fs_train_decoder_mode_name(tc->decoder),
                 b.used * sizeof(float) >> 20);
-    t->counted = 1;
-    m->trainers++;
     *out = t;
     return FS_OK;
 fail:
@@ -371,7 +372,7 @@ static int run(fs_train *t, const fs_nn_ops *ops, const fs_train_batch *b, fs_lo
                         ops->name);
     if (check_batch(t, b)) return FS_ERR;
     fs_sam *m = t->m;
-    if (ops->device ? m->dev != ops : m->dev != NULL)
+    if (!fs_sam_bound_to(m, ops))
         return fs_error("the training state lives on backend '%s' and cannot run on '%s' (bind the model first)",
                         fs_sam_mem(m)->name, ops->name);
     const fs_sam_config *c = &m->cfg;

@@ -78,7 +78,6 @@ struct fs_train {
     fs_train_config cfg;
     fs_lora lora;  /* host */
     fs_lora dlora; /* what the kernels read: lora itself on the host */
-    int counted;   /* counted in m->trainers (a state that failed half-made is not) */
     fs_lora lgrad; /* the adapters' gradients: lora's layout at the start of grads */
     fs_sam_params G;                       /* base-weight gradients (into grads); NULL where frozen */
     fs_train_tensor *t;
