@@ -3,20 +3,8 @@
 
 #include "sam/adamw.h"
 
-#include "nn/ref/ref.h"
-
 fs_adamw_config fs_adamw_defaults(double lr, double weight_decay) {
     return (fs_adamw_config){lr, 0.9, 0.999, 1e-8, weight_decay};
-}
-
-void fs_adamw_update(const fs_adamw_config *c, size_t t, float *p, const float *g, float *m, float *v, size_t n) {
-    const double hyper[5] = {c->lr, c->beta1, c->beta2, c->eps, c->weight_decay};
-    fs_ref_adamw_update(p, g, m, v, n, hyper, t);
-}
-double fs_grad_sumsq(const float *g, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-    return s;
 }
 
 float fs_grad_clip_factor(double norm, float max_norm) {

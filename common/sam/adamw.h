@@ -1,7 +1,11 @@
-/* AdamW exactly as torch.optim.AdamW (decoupled weight decay, bias
- * corrections, eps added to sqrt(v_hat)), global-norm gradient clipping, and
- * SAMed's learning-rate schedule. The optimiser holds no tensors: the
- * caller owns parameters, gradients and the two moment buffers. */
+/* AdamW's settings, global-norm gradient clipping, and SAMed's
+ * learning-rate schedule. The update itself is the backends' adamw_update
+ * and the norm their sumsq (nn/nn.h), on memory wherever the model lives:
+ * exactly torch.optim.AdamW at step t (1 for the first step), m and v zero
+ * before it:
+ *   p -= lr * wd * p
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 #ifndef FS_SAM_ADAMW_H
 #define FS_SAM_ADAMW_H
 
@@ -14,15 +18,6 @@ typedef struct {
 /* torch's defaults with the given lr and weight decay (betas 0.9/0.999, eps 1e-8). */
 fs_adamw_config fs_adamw_defaults(double lr, double weight_decay);
 
-/* One AdamW update of n elements at step t (1 for the first step):
- *   p -= lr * wd * p
- *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
- *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
- * p[n], g[n], m[n], v[n] (m and v zero before the first step). */
-void fs_adamw_update(const fs_adamw_config *c, size_t t, float *p, const float *g, float *m, float *v, size_t n);
-
-/* Sum of squares of g[n] (in double), for the global norm. */
-double fs_grad_sumsq(const float *g, size_t n);
 /* The factor that clip_grad_norm_ applies: max_norm / (norm + 1e-6) when
  * norm > max_norm, else 1 (max_norm <= 0: no clipping). */
 float fs_grad_clip_factor(double norm, float max_norm);

@@ -125,14 +125,16 @@ static void loss_semantic_grad(void) {
     CHECK(gmax > 1e-4);
 }
 
+/* The AdamW the training step runs on the host (the cpu backend's). */
 static void adamw_hand(void) {
     fs_adamw_config c = fs_adamw_defaults(0.1f, 0.01f);
+    const double hyper[5] = {c.lr, c.beta1, c.beta2, c.eps, c.weight_decay};
     float p = 1.0f, m = 0, v = 0, g1 = 0.5f, g2 = -0.25f;
-    fs_adamw_update(&c, 1, &p, &g1, &m, &v, 1);
+    fs_nn_cpu.adamw_update(&p, &g1, &m, &v, 1, hyper, 1);
     /* decay 1 - 0.1*0.01; m_hat = g, v_hat = g^2: the step is lr * g / (|g| + eps) */
     double p1 = 1.0 * (1 - 0.001) - 0.1 * 0.5 / (0.5 + 1e-8);
     CHECK_NEAR(p, p1, 1e-7);
-    fs_adamw_update(&c, 2, &p, &g2, &m, &v, 1);
+    fs_nn_cpu.adamw_update(&p, &g2, &m, &v, 1, hyper, 2);
     double m2 = 0.9 * 0.05 + 0.1 * -0.25, v2 = 0.999 * 0.00025 + 0.001 * 0.0625;
     double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.999 * 0.999);
     double p2 = p1 * (1 - 0.001) - 0.1 * mh / (sqrt(vh) + 1e-8);
@@ -146,7 +148,7 @@ static void clip_and_schedule(void) {
     CHECK(fs_grad_clip_factor(5.0, 0) == 1.0f);
     CHECK_NEAR(fs_grad_clip_factor(4.0, 1.0f), 1.0 / (4.0 + 1e-6), 1e-7);
     float g[3] = {3, 4, 0};
-    CHECK_NEAR(fs_grad_sumsq(g, 3), 25.0, 1e-12);
+    CHECK_NEAR(fs_nn_cpu.sumsq(g, 3), 25.0, 1e-12);
     CHECK_NEAR(fs_lr_samed(0.005, 0, 250, 1000), 0.005 / 250, 1e-9);
     CHECK_NEAR(fs_lr_samed(0.005, 249, 250, 1000), 0.005, 1e-9);
     CHECK_NEAR(fs_lr_samed(0.005, 250, 250, 1000), 0.005, 1e-9);
