@@ -65,16 +65,17 @@ int fs_sam_decode(fs_sam *m, const fs_nn_ops *ops, const float *embed, const fs_
     size_t total = 4 * T * D + small + 3 * HW * D + 4 * big + 2 * HW * D + HW * D + nm * (D / 8) + 3 * hid + nm +
                    n * 16 * HW;
     float *sparse = malloc((Ns * D + 1) * sizeof *sparse);
-    if (sparse && m->dec_ws_n < total) {
+    if (!sparse) return fs_error("out of memory for the prompt's tokens");
+    if (m->dec_ws_n < total) {
         fs_sam_mem(m)->free(m->dec_ws);
         m->dec_ws_n = 0;
-        if ((m->dec_ws = fs_sam_dalloc(m, total, "the mask decoder"))) m->dec_ws_n = total;
+        if (!(m->dec_ws = fs_sam_dalloc(m, total, "the mask decoder"))) {
+            free(sparse);
+            return FS_ERR;
+        }
+        m->dec_ws_n = total;
     }
-    float *mem = sparse ? m->dec_ws : NULL;
-    if (!mem) {
-        free(sparse);
-        return sparse ? FS_ERR : fs_error("out of memory for the prompt's tokens");
-    }
+    float *mem = m->dec_ws;
     float *queries = mem, *qpe = queries + T * D, *qsum = qpe + T * D, *qout = qsum + T * D, *mh = qout + T * D;
     float *keys = mh + small, *kpe = keys + HW * D, *kout = kpe + HW * D;
     attn_ws w = {ops, D, c->dec_heads, NULL, NULL, NULL, NULL};
