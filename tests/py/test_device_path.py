@@ -8,7 +8,7 @@ bit."""
 import json
 import os
 
-from fstest import finish, need, need_shared, read_safetensors, run, scratch, SHARED, test
+from fstest import finish, need, need_shared, read_safetensors, run, scratch, test
 
 np, h5py = need("numpy", "h5py")
 
