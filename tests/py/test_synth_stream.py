@@ -9,14 +9,13 @@ to the trainer (test_wire --evil) and to a synthesizer (test_wire
 other settings are caught; resume refuses changed synthesis settings;
 run/local cleans up after itself. The shard-level determinism of samples
 across processes is tests/py/test_synth.py's overlapping_ranges_agree."""
-import json
 import os
 import signal
 import struct
 import subprocess
 import time
 
-from fstest import BIN, finish, need, need_shared, run, scratch, SHARED, test
+from fstest import BIN, finish, need, need_shared, read_safetensors as read_st, run, scratch, test
 
 h5py, np = need("h5py", "numpy")
 
@@ -85,16 +84,6 @@ def listening(log):
 def steps_done(out):
     p = os.path.join(out, "train.jsonl")
     return sum(1 for _ in open(p)) if os.path.exists(p) else 0
-
-
-def read_st(path):
-    """(metadata, {name: bytes}) of a safetensors file."""
-    with open(path, "rb") as f:
-        b = f.read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    return meta, {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items()}
 
 
 def same_parameters(a, b):
