@@ -218,7 +218,7 @@ def read(path):
     return lines, f"failed: exit {rc}" + (f": {err}" if err else "")
 
 
-rows, notes = [], []
+rows = []
 rates = {}  # mode -> {"fewsam": best, "torch": best}
 device, torch_version = None, None
 plain = []  # (img, batch, mode, JSON or None, status)
@@ -333,8 +333,6 @@ if failures:
     print()
     for x in failures:
         print(f"- {x}")
-for x in notes:
-    print(x)
 for img, batch, mode, d, st in plain:
     r = next((r for r in rows if (r["what"], r["img"], r["batch"], r["math"]) == ("train", img, batch, mode)), None)
     fast, slow = ips(r["fewsam"]) if r and not r["fewsam_status"] else None, ips(d)
