@@ -205,27 +205,16 @@ static inline void bench_print_num(const char *key, double v, int prec) {
  * product bracketed by bench_sync. Every buffer is freed before return. */
 static inline double bench_matmul_tflops(const fs_nn_ops *ops, size_t n, int reps) {
     size_t bytes = n * n * sizeof(float);
-    float *h = malloc(bytes);
-    if (!h) {
-        fprintf(stderr, "bench: error: out of memory (%zu bytes for the matmul rate)\n", bytes);
-        exit(1);
-    }
     fs_rng r;
     fs_rng_init(&r, 7, 0);
-    for (size_t i = 0; i < n * n; i++) h[i] = (float)fs_rng_range(&r, -1, 1);
-    float *a, *b, *c;
+    float *h = bench_buffer(&r, n * n, 1), *a, *b, *c;
     if (ops->device) {
         a = ops->alloc(bytes), b = ops->alloc(bytes), c = ops->alloc(bytes);
         if (!a || !b || !c) fs_cli_die();
         ops->upload(a, h, bytes);
         ops->upload(b, h, bytes);
     } else {
-        a = h, b = malloc(bytes), c = malloc(bytes);
-        if (!b || !c) {
-            fprintf(stderr, "bench: error: out of memory (%zu bytes for the matmul rate)\n", bytes);
-            exit(1);
-        }
-        memcpy(b, h, bytes);
+        a = h, b = bench_buffer(&r, n * n, 1), c = bench_buffer(&r, n * n, 0);
     }
     double best = 1e30;
     for (int i = -1; i < reps; i++) {

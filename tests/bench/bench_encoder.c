@@ -100,7 +100,7 @@ static fs_nn_ops timed_ops(const fs_nn_ops *ops) {
     return t;
 }
 
-/* ---- the model with random weights ---- */
+/* ---- the host's sgemm rate ---- */
 
 static fs_rng rng;
 
