@@ -69,6 +69,16 @@ else
   grep -E '^(ok|FAIL|skip) ' <<<"$out" | sed -E 's/^(ok|FAIL|skip) /\1 emulated_/'
   [ $rc -eq 0 ] || [ -n "$(grep -E '^FAIL ' <<<"$out")" ] || fail cuda_model_emulated "tests/gpu/run exited $rc: $(tail -2 <<<"$out")"
   failures=$((failures + $(grep -cE '^FAIL ' <<<"$out")))
+  # with the golden files here every check must run: an emulated backend
+  # that answered "no usable GPU" would otherwise pass as ten skips
+  if [ -f "$SHARED/golden/tiny.safetensors" ]; then
+    counts=$(tail -1 <<<"$out")
+    if [[ "$counts" =~ ^([0-9]+)\ passed,\ 0\ failed,\ 0\ skipped$ ]] && [ "${BASH_REMATCH[1]}" -ge 10 ]; then
+      pass cuda_model_emulated_ran_every_check
+    else
+      fail cuda_model_emulated_ran_every_check "expected at least 10 passed and nothing skipped: $counts"
+    fi
+  fi
 fi
 if [ -n "$skip_list" ]; then skip cuda_attention_global_emulated "about 11 minutes under emulation (FEWSAM_EMU_FULL=1 runs it)"; fi
 finish
