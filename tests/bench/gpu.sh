@@ -125,7 +125,7 @@ run_one() {
   lim=$((left + 20 < TIMEOUT ? left + 20 : TIMEOUT))
   timeout -k 5 "$lim" "$@" >"$out" 2>"$out.err"
   echo "$?" >"$out.rc"
-  [ "$(cat "$out.rc")" = 124 ] && echo "timeout: ${lim}s" >>"$out.err"
+  case "$(cat "$out.rc")" in 124 | 137) echo "timeout: ${lim}s" >>"$out.err" ;; esac
 }
 
 echo "bench-gpu: $BACKEND ($BIN) vs torch on $TDEV (${TPY:-$TNOTE}), budget ${BUDGET}s" >&2
