@@ -210,7 +210,6 @@ void fs_nn_cpu_patch_embed_backward(float *dinp, float *dw, float *db, const flo
     free(col);
 }
 
-/* about 2 MB of im2col rows of width K */
 /* Shapes as the forward: inp[B, H, W, Cin], w[Cout, Cin, 3, 3], dout[B, H, W, Cout].
  * dinp is the 3x3 convolution of dout with the flipped, transposed kernel
  * w'[ci, co, ky, kx] = w[co, ci, 2-ky, 2-kx] (padding 1 again), computed as
