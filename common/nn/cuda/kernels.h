@@ -49,12 +49,10 @@ void fs_cuda_resize_bilinear_backward(float *dinp, const float *dout, size_t N, 
 void fs_cu_bias_rows(float *out, const float *bias, size_t M, size_t N, const char *what);
 
 /* ---- memory, tensor glue, optimiser (tensor.cu) ----
- * The memory entries of the table: fs_cuda_alloc and the copies with the
- * table's contract (zeroed memory; void copies that exit on an error like
- * the kernels). */
-int fs_cuda_ops_available(void);
+ * The memory entries of the table that differ from cuda.h's helpers
+ * (available and free are those helpers): zeroed memory, and void copies
+ * that exit on an error like the kernels. */
 void *fs_cuda_ops_alloc(size_t bytes);
-void fs_cuda_ops_free(void *p);
 void fs_cuda_ops_upload(void *dst, const void *src, size_t bytes);
 void fs_cuda_ops_download(void *dst, const void *src, size_t bytes);
 void fs_cuda_ops_copy(void *dst, const void *src, size_t bytes);

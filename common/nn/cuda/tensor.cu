@@ -69,8 +69,6 @@ bool overlaps(const void *a, size_t na, const void *b, size_t nb) {
 
 }  // namespace
 
-int fs_cuda_ops_available(void) { return fs_cuda_available(); }
-
 void *fs_cuda_ops_alloc(size_t bytes) {
     void *p = fs_cuda_alloc(bytes);
     if (!p) return NULL;
@@ -80,8 +78,6 @@ void *fs_cuda_ops_alloc(size_t bytes) {
     }
     return p;
 }
-
-void fs_cuda_ops_free(void *p) { fs_cuda_free(p); }
 
 void fs_cuda_ops_upload(void *dst, const void *src, size_t bytes) {
     if (bytes && fs_cuda_to_device(dst, src, bytes) != FS_OK) die_fs("upload");
@@ -106,8 +102,9 @@ void fs_cuda_ops_copy(void *dst, const void *src, size_t bytes) {
 }
 
 void fs_cuda_ops_zero(void *p, size_t bytes) {
-    if (bytes && fs_cuda_memset(p, 0, bytes) != FS_OK) die_fs("zero");
-    if (bytes) fs_cu_launched("zero");
+    if (!bytes) return;
+    if (fs_cuda_memset(p, 0, bytes) != FS_OK) die_fs("zero");
+    fs_cu_launched("zero");
 }
 
 /* ---- elementwise ---- */
