@@ -139,15 +139,12 @@ void fs_cuda_linear_forward(float *out, const float *inp, const float *w, const 
  * writes. */
 void fs_cuda_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                              size_t M, size_t K, size_t N) {
-    if (dinp && dw) {
-        cublasHandle_t side = fs_cu_side_begin("linear_backward");
-        fs_cu_gemm_on(side, "linear_backward (dw)", true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw, K);
-        fs_cu_gemm("linear_backward (dinp)", false, false, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp, K);
-        fs_cu_side_end("linear_backward");
-    } else if (dinp) {
-        fs_cu_gemm("linear_backward (dinp)", false, false, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp, K);
-    } else if (dw) {
-        fs_cu_gemm("linear_backward (dw)", true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw, K);
+    const bool side = dinp && dw; /* alone, either product runs on the main stream */
+    if (dw) {
+        cublasHandle_t h = side ? fs_cu_side_begin("linear_backward") : fs_cu_blas();
+        fs_cu_gemm_on(h, "linear_backward (dw)", true, false, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dw, K);
     }
+    if (dinp) fs_cu_gemm("linear_backward (dinp)", false, false, M, K, N, 1.0f, dout, N, w, K, 1.0f, dinp, K);
+    if (side) fs_cu_side_end("linear_backward");
     if (dbias) fs_cu_colsum_add("linear_backward (dbias)", dbias, dout, M, N);
 }
